@@ -1,0 +1,47 @@
+"""Lifecycle state machines generated from `spec/*.fsm.yaml`.
+
+`load_spec` validates a spec file, `build_machine` turns it into a strict
+python-statemachine class, and the ready-made classes for the shipped specs are
+`ProcessMachine` and `RouterMachine`.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from statemachine import StateMachine
+from statemachine.exceptions import TransitionNotAllowed
+
+from .builder import build_machine, class_name
+from .spec import Spec, SpecError, load_spec, parse_spec
+
+__all__ = [
+    "ProcessMachine",
+    "RouterMachine",
+    "Spec",
+    "SpecError",
+    "TransitionNotAllowed",
+    "build_machine",
+    "class_name",
+    "load_spec",
+    "parse_spec",
+    "shipped_spec_paths",
+]
+
+
+def shipped_spec_paths() -> list[Path]:
+    """The specs that ship with the package (the repository's `spec/` directory)."""
+    folder = Path(str(resources.files("llamaswap") / "specs"))
+    return sorted(folder.glob("*.fsm.yaml"))
+
+
+def _shipped(name: str) -> type[StateMachine]:
+    for path in shipped_spec_paths():
+        if path.name == f"{name}.fsm.yaml":
+            return build_machine(load_spec(path))
+    raise FileNotFoundError(f"no shipped spec named {name}.fsm.yaml")
+
+
+ProcessMachine = _shipped("process")
+RouterMachine = _shipped("router")
