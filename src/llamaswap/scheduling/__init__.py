@@ -1,0 +1,49 @@
+"""Sans-IO routing: the scheduler and the eviction policies (no I/O, no clock, no awaits)."""
+
+from .errors import (
+    ModelNotFound,
+    ModelUnloaded,
+    RoutingError,
+    ShuttingDown,
+    SwapFailed,
+    TooManyRequests,
+    Unschedulable,
+)
+from .policies import (
+    CannotFit,
+    CapacityGuard,
+    FitPolicy,
+    Group,
+    GroupPolicy,
+    MatrixAlternative,
+    MatrixPolicy,
+    Policy,
+    Resources,
+    Usage,
+)
+from .scheduler import Effects, ModelRules, Request, Scheduler, Swap
+
+__all__ = [
+    "CannotFit",
+    "CapacityGuard",
+    "Effects",
+    "FitPolicy",
+    "Group",
+    "GroupPolicy",
+    "MatrixAlternative",
+    "MatrixPolicy",
+    "ModelNotFound",
+    "ModelRules",
+    "ModelUnloaded",
+    "Policy",
+    "Request",
+    "Resources",
+    "RoutingError",
+    "Scheduler",
+    "ShuttingDown",
+    "Swap",
+    "SwapFailed",
+    "TooManyRequests",
+    "Unschedulable",
+    "Usage",
+]

@@ -1,0 +1,60 @@
+"""Why a request was not served. Each carries its HTTP status and OpenAI error code."""
+
+from __future__ import annotations
+
+
+class RoutingError(Exception):
+    status = 500
+    code = "internal_error"
+
+
+class ModelNotFound(RoutingError):
+    status = 404
+    code = "not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"no local server found for requested model {model!r}")
+        self.model = model
+
+
+class TooManyRequests(RoutingError):
+    """The model's concurrencyLimit (queued + in flight) is reached."""
+
+    status = 429
+    code = "concurrency_limit"
+
+    def __init__(self, model: str, limit: int) -> None:
+        super().__init__(f"Too many requests: model {model!r} already has {limit} requests")
+        self.model = model
+        self.limit = limit
+
+
+class SwapFailed(RoutingError):
+    """The model could not be started; the message carries the upstream's reason."""
+
+    status = 500
+    code = "start_failed"
+
+
+class ModelUnloaded(RoutingError):
+    status = 503
+    code = "model_unloaded"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"model {model!r} was unloaded while the request waited")
+        self.model = model
+
+
+class ShuttingDown(RoutingError):
+    status = 503
+    code = "service_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("llamaswap is shutting down")
+
+
+class Unschedulable(RoutingError):
+    """The policy can never run this model (e.g. it cannot fit beside persistent models)."""
+
+    status = 503
+    code = "cannot_fit"

@@ -1,0 +1,275 @@
+"""Eviction policies: pure functions from (target, running set) to the models to stop.
+
+No I/O, no clock, no mutable state: the scheduler and `llamaswap check` call the very
+same objects. `running` always includes the targets of swaps already in flight, and
+includes the target itself when it is running.
+
+- `GroupPolicy`: llama-swap's groups (swap / exclusive / persistent), including the
+  legacy non-exclusive gotcha (loading a member of a non-exclusive group never unloads
+  other groups, even exclusive ones).
+- `MatrixPolicy`: llama-swap's matrix: the cheapest allowed set that contains the target.
+- `FitPolicy`: ours: models declare resources, the machine declares capacity; evict
+  least-recently-used idle models until the target fits, never a busy one.
+- `CapacityGuard`: wraps group or matrix so a declared capacity is never exceeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class CannotFit(Exception):
+    """The target can never run next to what must stay (persistent models, capacity)."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What resource-aware policies may know besides the running set."""
+
+    last_used: Mapping[str, float] = field(default_factory=dict)
+    busy: Collection[str] = frozenset()
+
+
+NO_USAGE = Usage()
+
+
+class Policy(Protocol):
+    name: str
+
+    def evict_for(
+        self, target: str, running: Collection[str], usage: Usage = NO_USAGE
+    ) -> tuple[str, ...]:
+        """Models in `running` that must stop before `target` may run (sorted)."""
+        ...
+
+    def protected(self, target: str) -> frozenset[str]:
+        """Models this policy never evicts on behalf of `target`."""
+        ...
+
+    def rule_for(self, target: str, other: str) -> str:
+        """The YAML path of the rule that lets `other` keep running beside `target`."""
+        ...
+
+
+# --- groups ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    members: tuple[str, ...]
+    swap: bool = True
+    exclusive: bool = True
+    persistent: bool = False
+    yaml_path: str = ""
+
+
+class GroupPolicy:
+    """llama-swap's group router (§1.8 of the behaviour reference)."""
+
+    name = "group"
+
+    def __init__(self, groups: Iterable[Group]) -> None:
+        self.groups = tuple(groups)
+        self._group_of: dict[str, Group] = {}
+        for group in self.groups:
+            for member in group.members:
+                if member in self._group_of:
+                    raise ValueError(
+                        f"model member {member} is used in multiple groups: "
+                        f"{self._group_of[member].name} and {group.name}"
+                    )
+                self._group_of[member] = group
+
+    def group_of(self, model: str) -> Group | None:
+        return self._group_of.get(model)
+
+    def evict_for(
+        self, target: str, running: Collection[str], usage: Usage = NO_USAGE
+    ) -> tuple[str, ...]:
+        group = self._group_of.get(target)
+        if group is None:
+            return tuple(sorted(m for m in running if m != target))
+        evict = []
+        for model in running:
+            if model == target:
+                continue
+            other = self._group_of.get(model)
+            if other is group:
+                if group.swap:
+                    evict.append(model)
+            elif group.exclusive and not (other is not None and other.persistent):
+                evict.append(model)
+        return tuple(sorted(evict))
+
+    def protected(self, target: str) -> frozenset[str]:
+        group = self._group_of.get(target)
+        return frozenset(
+            m for m, g in self._group_of.items() if g.persistent and g is not group and m != target
+        )
+
+    def rule_for(self, target: str, other: str) -> str:
+        group, other_group = self._group_of.get(target), self._group_of.get(other)
+        if group is None or other_group is None:
+            return "groups"
+        if other_group is group:
+            return f"{group.yaml_path or group.name}.swap: false"
+        if other_group.persistent:
+            return f"{other_group.yaml_path or other_group.name}.persistent: true"
+        return f"{group.yaml_path or group.name}.exclusive: false"
+
+
+# --- matrix ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MatrixAlternative:
+    set_name: str
+    models: frozenset[str]
+    yaml_path: str = ""
+
+
+class MatrixPolicy:
+    """llama-swap's matrix router (§1.9): cheapest allowed set containing the target.
+
+    `alternatives` are in solver order; ties go to the first. A model in no set runs
+    alone (everything else is evicted).
+    """
+
+    name = "matrix"
+
+    def __init__(self, alternatives: Sequence[MatrixAlternative], evict_costs: Mapping[str, int]):
+        self.alternatives = tuple(alternatives)
+        self.evict_costs = dict(evict_costs)
+
+    def cost(self, model: str) -> int:
+        return self.evict_costs.get(model, 1)
+
+    def evict_for(
+        self, target: str, running: Collection[str], usage: Usage = NO_USAGE
+    ) -> tuple[str, ...]:
+        if target in running:
+            return ()
+        best: tuple[int, tuple[str, ...]] | None = None
+        for alternative in self.alternatives:
+            if target not in alternative.models:
+                continue
+            evict = tuple(sorted(m for m in running if m not in alternative.models))
+            cost = sum(self.cost(m) for m in evict)
+            if best is None or cost < best[0]:
+                best = (cost, evict)
+        if best is None:
+            return tuple(sorted(running))
+        return best[1]
+
+    def protected(self, target: str) -> frozenset[str]:
+        return frozenset()
+
+    def rule_for(self, target: str, other: str) -> str:
+        for alternative in self.alternatives:
+            if {target, other} <= alternative.models:
+                return alternative.yaml_path or f"matrix.sets.{alternative.set_name}"
+        return "matrix.sets"
+
+
+# --- resources ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What the machine has, and what each model needs (missing = needs nothing)."""
+
+    capacity: Mapping[str, float]
+    needs: Mapping[str, Mapping[str, float]]
+
+    def total(self, models: Iterable[str]) -> dict[str, float]:
+        sums = dict.fromkeys(self.capacity, 0.0)
+        for model in models:
+            for name, amount in self.needs.get(model, {}).items():
+                sums[name] = sums.get(name, 0.0) + amount
+        return sums
+
+    def fits(self, models: Iterable[str]) -> bool:
+        totals = self.total(models)
+        return all(totals.get(name, 0.0) <= limit + 1e-9 for name, limit in self.capacity.items())
+
+
+def _lru_order(candidates: Iterable[str], usage: Usage) -> list[str]:
+    """Idle models first, least recently used first; then busy ones the same way."""
+    return sorted(candidates, key=lambda m: (m in usage.busy, usage.last_used.get(m, 0.0), m))
+
+
+def _fill_to_fit(
+    target: str,
+    keep: Collection[str],
+    resources: Resources,
+    usage: Usage,
+    protected: Collection[str],
+) -> tuple[str, ...]:
+    """Extra evictions, in LRU order, until `keep` + target fits; CannotFit if impossible."""
+    resident = set(keep) | {target}
+    extra: list[str] = []
+    for model in _lru_order((m for m in keep if m != target and m not in protected), usage):
+        if resources.fits(resident):
+            break
+        resident.discard(model)
+        extra.append(model)
+    if not resources.fits(resident):
+        need = resources.needs.get(target, {})
+        raise CannotFit(
+            f"model {target} needs {dict(need)} but cannot fit in {dict(resources.capacity)} "
+            f"next to {sorted(m for m in resident if m != target)}"
+        )
+    return tuple(extra)
+
+
+class FitPolicy:
+    """Resource-aware router: keep everything that fits, evict LRU idle models otherwise.
+
+    A busy model is only put in the evict set when idle ones cannot make room, and the
+    scheduler never stops a busy model: the request waits until it is idle.
+    """
+
+    name = "fit"
+
+    def __init__(self, resources: Resources) -> None:
+        self.resources = resources
+
+    def evict_for(
+        self, target: str, running: Collection[str], usage: Usage = NO_USAGE
+    ) -> tuple[str, ...]:
+        if target in running and self.resources.fits(running):
+            return ()
+        keep = [m for m in running if m != target]
+        return tuple(sorted(_fill_to_fit(target, keep, self.resources, usage, frozenset())))
+
+    def protected(self, target: str) -> frozenset[str]:
+        return frozenset()
+
+    def rule_for(self, target: str, other: str) -> str:
+        return "resources"
+
+
+class CapacityGuard:
+    """Group or matrix policy plus a hard capacity limit from declared resources."""
+
+    def __init__(self, inner: Policy, resources: Resources) -> None:
+        self.inner = inner
+        self.resources = resources
+        self.name = inner.name
+
+    def evict_for(
+        self, target: str, running: Collection[str], usage: Usage = NO_USAGE
+    ) -> tuple[str, ...]:
+        evict = set(self.inner.evict_for(target, running, usage))
+        keep = [m for m in running if m not in evict]
+        extra = _fill_to_fit(target, keep, self.resources, usage, self.inner.protected(target))
+        return tuple(sorted(evict | set(extra)))
+
+    def protected(self, target: str) -> frozenset[str]:
+        return self.inner.protected(target)
+
+    def rule_for(self, target: str, other: str) -> str:
+        return self.inner.rule_for(target, other)

@@ -1,0 +1,103 @@
+"""A recording Effects implementation for driving the pure scheduler in tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from llamaswap.scheduling import (
+    Group,
+    GroupPolicy,
+    ModelRules,
+    Policy,
+    Request,
+    RoutingError,
+    Scheduler,
+)
+
+
+@dataclass
+class Recorder:
+    """Remembers every effect; callers listed in `gone` have left before their grant."""
+
+    grants: list[int] = field(default_factory=list)
+    rejects: list[tuple[int, RoutingError]] = field(default_factory=list)
+    swaps: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    cancelled_swaps: list[str] = field(default_factory=list)
+    stops: list[tuple[tuple[str, ...], str]] = field(default_factory=list)
+    last_positions: dict[int, int] = field(default_factory=dict)
+    gone: set[int] = field(default_factory=set)
+    granted_requests: list[Request] = field(default_factory=list)
+
+    def grant(self, request: Request) -> bool:
+        if request.id in self.gone:
+            return False
+        self.grants.append(request.id)
+        self.granted_requests.append(request)
+        return True
+
+    def reject(self, request: Request, error: RoutingError) -> None:
+        self.rejects.append((request.id, error))
+
+    def start_swap(self, target: str, evict: tuple[str, ...]) -> None:
+        self.swaps.append((target, evict))
+
+    def cancel_swap(self, target: str) -> None:
+        self.cancelled_swaps.append(target)
+
+    def stop(self, models: tuple[str, ...], reason: str) -> None:
+        self.stops.append((models, reason))
+
+    def positions(self, positions: Mapping[int, int]) -> None:
+        self.last_positions = dict(positions)
+
+    def rejected_ids(self) -> list[int]:
+        return [rid for rid, _ in self.rejects]
+
+
+class Harness:
+    """A scheduler plus helpers that play the runtime's part (processes, swaps, clock)."""
+
+    def __init__(
+        self,
+        models: Iterable[str] | Mapping[str, ModelRules],
+        policy: Policy | None = None,
+        max_wait: float = 60.0,
+    ) -> None:
+        rules = models if isinstance(models, Mapping) else {m: ModelRules() for m in models}
+        policy = policy or GroupPolicy([Group("(default)", tuple(sorted(rules)))])
+        self.effects = Recorder()
+        self.scheduler = Scheduler(rules, policy, self.effects, max_wait=max_wait)
+        self.now = 0.0
+        self._next_id = 0
+
+    def request(self, model: str) -> int:
+        self._next_id += 1
+        self.scheduler.submit(Request(self._next_id, model, self.now), self.now)
+        return self._next_id
+
+    def ready(self, *models: str) -> None:
+        for model in models:
+            self.scheduler.process_state(model, "ready", self.now)
+
+    def stopped(self, *models: str) -> None:
+        for model in models:
+            self.scheduler.process_state(model, "stopped", self.now)
+
+    def complete_swap(self, target: str, error: str | None = None) -> None:
+        """Play a swap task: evictees stop, then the target becomes ready (or fails)."""
+        swap = self.scheduler.active_swaps()[target]
+        self.stopped(*swap.evict)
+        if error is None:
+            self.ready(target)
+        else:
+            self.stopped(target)
+        self.scheduler.swap_done(target, error, self.now)
+
+    def finish(self, *request_ids: int) -> None:
+        for rid in request_ids:
+            self.scheduler.finish(rid, self.now)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.scheduler.tick(self.now)

@@ -1,0 +1,361 @@
+"""The FIFO scheduler's decision tree, ported from llama-swap's scheduler tests (§6.3)."""
+
+from __future__ import annotations
+
+from llamaswap.scheduling import (
+    Group,
+    GroupPolicy,
+    MatrixAlternative,
+    MatrixPolicy,
+    ModelNotFound,
+    ModelRules,
+    ModelUnloaded,
+    ShuttingDown,
+    SwapFailed,
+    TooManyRequests,
+)
+
+from .fakes import Harness
+
+
+def nonexclusive(*models: str) -> GroupPolicy:
+    """Every model in its own non-exclusive group: nothing evicts anything."""
+    return GroupPolicy([Group(m, (m,), swap=True, exclusive=False) for m in models])
+
+
+def test_fast_path_serves_a_ready_model_without_a_swap() -> None:
+    h = Harness(["a"])
+    h.ready("a")
+    rid = h.request("a")
+    assert h.effects.grants == [rid]
+    assert h.effects.swaps == []
+    assert h.scheduler.in_flight("a") == 1
+
+
+def test_grant_carries_the_model_priority() -> None:
+    h = Harness({"a": ModelRules(priority=7)})
+    h.ready("a")
+    h.request("a")
+    assert h.effects.granted_requests[0].priority == 7
+
+
+def test_unknown_model_is_rejected_without_a_swap() -> None:
+    h = Harness(["a"])
+    rid = h.request("nope")
+    [(rejected, error)] = h.effects.rejects
+    assert rejected == rid and isinstance(error, ModelNotFound)
+    assert h.effects.swaps == [] and h.effects.grants == []
+
+
+def test_on_demand_start_then_serve() -> None:
+    h = Harness(["a"])
+    rid = h.request("a")
+    assert h.effects.swaps == [("a", ())]
+    assert h.effects.grants == []
+    h.complete_swap("a")
+    assert h.effects.grants == [rid]
+
+
+def test_concurrent_requests_join_one_swap() -> None:
+    h = Harness(["a"])
+    ids = [h.request("a") for _ in range(3)]
+    assert h.effects.swaps == [("a", ())]
+    h.complete_swap("a")
+    assert h.effects.grants == ids
+    assert h.scheduler.in_flight("a") == 3
+
+
+def test_swap_failure_fails_every_waiter() -> None:
+    h = Harness(["a"])
+    ids = [h.request("a"), h.request("a")]
+    h.complete_swap("a", error="boom")
+    assert h.effects.rejected_ids() == ids
+    assert all(isinstance(e, SwapFailed) and "boom" in str(e) for _, e in h.effects.rejects)
+    assert h.scheduler.waiting_count() == 0
+
+
+def test_eviction_waits_for_the_swap_and_for_in_flight_requests() -> None:
+    h = Harness(["a", "b"])
+    ra = h.request("a")
+    rb = h.request("b")  # collides with a's swap
+    assert h.effects.swaps == [("a", ())]
+    h.complete_swap("a")
+    assert h.effects.grants == [ra]
+    assert h.effects.swaps == [("a", ())], "b must wait for a's request"
+    h.finish(ra)
+    assert h.effects.swaps == [("a", ()), ("b", ("a",))]
+    h.complete_swap("b")
+    assert h.effects.grants == [ra, rb]
+
+
+def test_disjoint_swaps_run_in_parallel() -> None:
+    h = Harness(["a", "b"], policy=nonexclusive("a", "b"))
+    h.request("a")
+    h.request("b")
+    assert h.effects.swaps == [("a", ()), ("b", ())]
+
+
+def test_overlapping_evict_sets_do_not_run_in_parallel() -> None:
+    # x runs; a and b can each run with the other but not with x.
+    policy = MatrixPolicy(
+        [MatrixAlternative("ab", frozenset({"a", "b"})), MatrixAlternative("x", frozenset({"x"}))],
+        {},
+    )
+    h = Harness(["a", "b", "x"], policy=policy)
+    h.ready("x")
+    h.request("a")
+    h.request("b")
+    assert h.effects.swaps == [("a", ("x",))]
+    h.complete_swap("a")
+    assert h.effects.swaps == [("a", ("x",)), ("b", ())]
+
+
+def test_one_swap_done_promotes_several_queued_requests() -> None:
+    # b and c may run together (non-swapping group) but not beside a.
+    policy = GroupPolicy([Group("g", ("a",)), Group("h", ("b", "c"), swap=False)])
+    h = Harness(["a", "b", "c"], policy=policy)
+    h.ready("a")
+    h.request("b")
+    h.request("c")
+    assert h.effects.swaps == [("b", ("a",))]
+    assert [r.model for r in h.scheduler.queued()] == ["c"]
+    h.complete_swap("b")
+    assert h.effects.swaps == [("b", ("a",)), ("c", ())]
+    assert h.scheduler.queued() == []
+
+
+def test_collation_serves_a_a_b_b_c_c() -> None:
+    h = Harness(["a", "b", "c"])
+    ids = {m: [] for m in "abc"}
+    for model in "abcabc":
+        ids[model].append(h.request(model))
+    order = []
+    while h.scheduler.active_swaps():
+        [target] = h.scheduler.active_swaps()
+        h.complete_swap(target)
+        granted = [g for g in h.effects.grants if g not in order]
+        order += granted
+        h.finish(*granted)
+    assert [target for target, _ in h.effects.swaps] == ["a", "b", "c"]
+    assert order == ids["a"] + ids["b"] + ids["c"]
+
+
+def test_no_swap_while_serving() -> None:
+    h = Harness(["a", "b"])
+    h.ready("a")
+    r1, r2 = h.request("a"), h.request("a")
+    rb = h.request("b")
+    assert h.effects.swaps == []
+    h.finish(r1)
+    assert h.effects.swaps == []
+    h.finish(r2)
+    assert h.effects.swaps == [("b", ("a",))]
+    h.complete_swap("b")
+    assert h.effects.grants[-1] == rb
+
+
+def test_a_grant_nobody_received_does_not_count_as_in_flight() -> None:
+    h = Harness(["a", "b"])
+    ra = h.request("a")
+    h.effects.gone.add(ra)  # the client left between admission and grant
+    h.complete_swap("a")
+    assert h.scheduler.in_flight("a") == 0
+    h.request("b")
+    assert h.effects.swaps[-1] == ("b", ("a",)), "a must still be evictable"
+
+
+def test_shutdown_fails_all_waiters_and_refuses_new_requests() -> None:
+    policy = GroupPolicy([Group("g1", ("a",), exclusive=False), Group("g2", ("b", "c"))])
+    h = Harness(["a", "b", "c"], policy=policy)
+    ids = [h.request("a"), h.request("a"), h.request("b"), h.request("b"), h.request("c")]
+    h.scheduler.shutdown(h.now)
+    assert sorted(h.effects.rejected_ids()) == sorted(ids)
+    assert all(isinstance(e, ShuttingDown) for _, e in h.effects.rejects)
+    late = h.request("a")
+    assert h.effects.rejected_ids()[-1] == late
+
+
+def test_unload_releases_swap_waiters() -> None:
+    h = Harness(["a"])
+    ids = [h.request("a"), h.request("a")]
+    assert h.scheduler.unload(["a"], h.now) == ("a",)
+    assert h.effects.rejected_ids() == ids
+    assert all(isinstance(e, ModelUnloaded) for _, e in h.effects.rejects)
+    assert h.effects.cancelled_swaps == ["a"]
+
+
+def test_unload_drops_queued_requests_without_starting_them() -> None:
+    h = Harness(["a", "b"])
+    h.ready("a")
+    ra = h.request("a")
+    rb = h.request("b")  # queued behind a's in-flight request
+    h.scheduler.unload(["b"], h.now)
+    assert h.effects.rejected_ids() == [rb]
+    h.finish(ra)
+    assert h.effects.swaps == []
+    assert h.scheduler.state_of("a") == "ready"
+
+
+def test_priority_queue_order() -> None:
+    rules = {
+        "x": ModelRules(),
+        "a": ModelRules(priority=10),
+        "b": ModelRules(priority=5),
+        "c": ModelRules(priority=5),
+        "d": ModelRules(priority=1),
+    }
+    h = Harness(rules)
+    h.ready("x")
+    hold = h.request("x")
+    ids = {m: h.request(m) for m in "bdca"}
+    queue = [r.model for r in h.scheduler.queued()]
+    assert queue == ["a", "b", "c", "d"]
+    assert h.effects.last_positions == {ids["a"]: 1, ids["b"]: 2, ids["c"]: 3, ids["d"]: 4}
+    h.finish(hold)
+    assert h.effects.swaps[0][0] == "a"
+
+
+def test_cancel_of_a_queued_request_never_loads_it() -> None:
+    h = Harness(["a", "b"])
+    h.ready("a")
+    ra = h.request("a")
+    rb = h.request("b")
+    h.scheduler.cancel(rb, h.now)
+    h.finish(ra)
+    assert h.effects.swaps == []
+    assert h.scheduler.waiting_count() == 0
+
+
+def test_cancel_of_a_swap_waiter_serves_only_the_live_one() -> None:
+    h = Harness(["a"])
+    r1, r2 = h.request("a"), h.request("a")
+    h.scheduler.cancel(r1, h.now)
+    h.complete_swap("a")
+    assert h.effects.grants == [r2]
+
+
+def test_cancel_of_an_unknown_request_is_a_no_op() -> None:
+    h = Harness(["a"])
+    h.scheduler.cancel(42, h.now)
+    assert h.effects.rejects == [] and h.effects.grants == []
+
+
+def test_concurrency_limit_counts_queued_and_in_flight() -> None:
+    h = Harness({"a": ModelRules(limit=1)})
+    h.ready("a")
+    r1 = h.request("a")
+    r2 = h.request("a")
+    [(rejected, error)] = h.effects.rejects
+    assert rejected == r2 and isinstance(error, TooManyRequests) and error.status == 429
+    h.finish(r1)
+    r3 = h.request("a")
+    assert h.effects.grants == [r1, r3]
+
+
+def test_default_concurrency_limit_is_ten() -> None:
+    h = Harness(["a"])
+    ids = [h.request("a") for _ in range(11)]
+    assert h.effects.rejected_ids() == [ids[-1]]
+
+
+def test_swap_waiters_count_against_the_limit() -> None:
+    h = Harness({"a": ModelRules(limit=2)})
+    ids = [h.request("a") for _ in range(3)]
+    assert h.effects.rejected_ids() == [ids[2]]
+    h.complete_swap("a")
+    assert h.effects.grants == ids[:2]
+
+
+def test_a_cancelled_queued_waiter_releases_its_reservation() -> None:
+    h = Harness({"a": ModelRules(limit=1), "b": ModelRules(limit=1)})
+    h.ready("a")
+    h.request("a")
+    rb = h.request("b")
+    h.scheduler.cancel(rb, h.now)
+    h.request("b")
+    assert not any(isinstance(e, TooManyRequests) for _, e in h.effects.rejects)
+
+
+def test_ttl_unloads_an_idle_model_and_counts_from_the_last_request() -> None:
+    h = Harness({"a": ModelRules(ttl=5)})
+    rid = h.request("a")
+    h.complete_swap("a")
+    h.advance(10)
+    assert h.effects.stops == [], "no expiry while a request is in flight"
+    h.finish(rid)
+    assert h.scheduler.next_deadline() == h.now + 5
+    h.advance(4.9)
+    assert h.effects.stops == []
+    h.advance(0.2)
+    assert h.effects.stops == [(("a",), "ttl")]
+    assert h.scheduler.state_of("a") == "stopping"
+
+
+def test_a_request_during_a_ttl_stop_restarts_the_model() -> None:
+    h = Harness({"a": ModelRules(ttl=1)})
+    h.request("a")
+    h.complete_swap("a")
+    h.finish(1)
+    h.advance(2)
+    rid = h.request("a")
+    assert h.effects.grants == [1], "never handed to a dying process"
+    assert h.effects.swaps[-1] == ("a", ())
+    h.stopped("a")
+    h.complete_swap("a")
+    assert h.effects.grants == [1, rid]
+
+
+def test_ttl_zero_never_expires() -> None:
+    h = Harness({"a": ModelRules(ttl=0)})
+    h.request("a")
+    h.complete_swap("a")
+    h.finish(1)
+    assert h.scheduler.next_deadline() is None
+    h.advance(1e6)
+    assert h.effects.stops == []
+
+
+def test_a_model_loaded_but_never_used_expires_after_its_ttl() -> None:
+    h = Harness({"a": ModelRules(ttl=3)})
+    h.request("a")
+    h.effects.gone.add(1)
+    h.complete_swap("a")
+    h.advance(2)
+    assert h.effects.stops == [], "llama-swap's quirk (expiry ~1 s after ready) is fixed"
+    h.advance(1)
+    assert h.effects.stops == [(("a",), "ttl")]
+
+
+def test_starvation_bound_stops_fast_path_grants_to_the_blocker() -> None:
+    h = Harness(["a", "b"], max_wait=10)
+    h.ready("a")
+    current = h.request("a")
+    rb = h.request("b")
+    for _ in range(3):  # steady overlapping traffic keeps a busy
+        h.now += 3
+        nxt = h.request("a")
+        h.finish(current)
+        current = nxt
+    assert h.effects.swaps == [], "b is still waiting on a's traffic"
+    assert nxt in h.effects.grants
+    h.now += 3  # b has now waited 12 s > 10 s
+    late = h.request("a")
+    assert late not in h.effects.grants, "no new grant for the model b must evict"
+    h.finish(current)
+    assert h.effects.swaps == [("b", ("a",))]
+    h.complete_swap("b")
+    assert h.effects.grants[-1] == rb
+
+
+def test_starving_requests_go_first_regardless_of_priority() -> None:
+    rules = {"x": ModelRules(), "lo": ModelRules(priority=0), "hi": ModelRules(priority=9)}
+    h = Harness(rules, max_wait=5)
+    h.ready("x")
+    hold = h.request("x")
+    lo = h.request("lo")
+    h.now += 6
+    hi = h.request("hi")
+    assert [r.id for r in h.scheduler.queued()] == [hi, lo]
+    h.finish(hold)
+    assert h.effects.swaps[0][0] == "lo"
+    assert h.effects.last_positions.get(hi) == 1
