@@ -1,8 +1,15 @@
 """llamaswap: a model-swapping proxy for local LLM inference servers."""
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("llamaswap")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0"
+
+def __getattr__(name: str) -> str:
+    # Looked up lazily: importlib.metadata costs ~100 ms, paid by every fake upstream start.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("llamaswap")
+        except PackageNotFoundError:  # a source tree without an install
+            return "0.0.0"
+    raise AttributeError(name)

@@ -1,15 +1,70 @@
-"""`llamaswap config` (not built yet)."""
+"""`llamaswap config check`: validate a config and print it normalised.
+
+Exit status 0 with the normalised config on stdout, or 2 with every problem on
+stderr (one `<file>:<line>: <path>: <message>` line each). Warnings always go to
+stderr. `llamaswap run --validate` is meant to call `check()` too, so both commands
+print exactly the same thing.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TextIO
+
+from llamaswap.config import ConfigError, format_config, load_config
+
+EXIT_INVALID = 2
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--config` / `--config-dir`, shared with `llamaswap run`."""
+    parser.add_argument("--config", metavar="FILE", help="the config file")
+    parser.add_argument(
+        "--config-dir",
+        metavar="DIR",
+        help="a directory whose *.yaml/*.yml files are merged after --config (sorted by name)",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    actions = parser.add_subparsers(dest="config_action", metavar="ACTION", required=True)
+    check_parser = actions.add_parser(
+        "check",
+        help="validate a config and print it normalised",
+        description="Validate a config and print the effective settings llamaswap would use.",
+    )
+    add_source_arguments(check_parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("llamaswap config: not built yet", file=sys.stderr)
-    return 2
+    if args.config is None and args.config_dir is None:
+        print("llamaswap config check: give --config FILE and/or --config-dir DIR", file=sys.stderr)
+        return EXIT_INVALID
+    return check(args.config, args.config_dir)
+
+
+def check(
+    path: str | None,
+    config_dir: str | None = None,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Load, print the normalised config (or the problems); returns the exit status."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        config = load_config(path, config_dir=config_dir)
+    except ConfigError as exc:
+        for problem in exc.warnings:
+            print(f"warning: {problem}", file=err)
+        count = len(exc.problems)
+        print(f"invalid config ({count} problem{'s' if count != 1 else ''}):", file=err)
+        for problem in exc.problems:
+            print(problem, file=err)
+        return EXIT_INVALID
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=err)
+    out.write(format_config(config))
+    return 0

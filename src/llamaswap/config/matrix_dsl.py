@@ -1,0 +1,230 @@
+"""The matrix set language (§1.9): `(a | b) & c`, `+other`, expanded to concrete sets.
+
+Grammar: `or := and ('|' and)*`, `and := atom ('&' atom)*`,
+`atom := IDENT | '+' IDENT | '(' or ')'`; identifiers are letters, digits, `_ - .`.
+`&` binds tighter than `|`. A set expands to its alternatives: each a set of real
+model IDs that may run together. Sets are compiled in solver order: a set that others
+reference (`+name`) comes before them, otherwise definition order, which is the
+order llama-swap's solver walks them in for tie-breaking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from itertools import product
+
+MAX_ALTERNATIVES = 10_000
+
+
+class DslError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Leaf:
+    name: str
+
+
+@dataclass(frozen=True)
+class Ref:
+    name: str
+
+
+@dataclass(frozen=True)
+class And:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    children: tuple[Node, ...]
+
+
+Node = Leaf | Ref | And | Or
+
+
+def _is_ident(ch: str) -> bool:
+    return ch.isalnum() or ch in "_-."
+
+
+def tokenize(text: str) -> list[tuple[str, str]]:
+    """-> [(kind, value)] with kinds ident, ref, &, |, (, )."""
+    tokens: list[tuple[str, str]] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isspace():
+            i += 1
+        elif ch in "&|()":
+            tokens.append((ch, ch))
+            i += 1
+        elif ch == "+" or _is_ident(ch):
+            start = i + 1 if ch == "+" else i
+            end = start
+            while end < len(text) and _is_ident(text[end]):
+                end += 1
+            if end == start:
+                raise DslError(f"tokenize: expected set name after '+' at position {start}")
+            tokens.append(("ref" if ch == "+" else "ident", text[start:end]))
+            i = end
+        else:
+            raise DslError(f"tokenize: unexpected character {ch!r} at position {i}")
+    return tokens
+
+
+def parse(text: str) -> Node:
+    text = text.strip()
+    if not text:
+        raise DslError("empty DSL expression")
+    tokens = tokenize(text)
+    pos = 0
+
+    def peek() -> str:
+        return tokens[pos][0] if pos < len(tokens) else "end"
+
+    def take() -> tuple[str, str]:
+        nonlocal pos
+        if pos >= len(tokens):
+            return ("end", "")
+        pos += 1
+        return tokens[pos - 1]
+
+    def parse_or() -> Node:
+        children = [parse_and()]
+        while peek() == "|":
+            take()
+            children.append(parse_and())
+        return children[0] if len(children) == 1 else Or(tuple(children))
+
+    def parse_and() -> Node:
+        children = [parse_atom()]
+        while peek() == "&":
+            take()
+            children.append(parse_atom())
+        return children[0] if len(children) == 1 else And(tuple(children))
+
+    def parse_atom() -> Node:
+        kind, value = take()
+        if kind == "ident":
+            return Leaf(value)
+        if kind == "ref":
+            return Ref(value)
+        if kind == "(":
+            inner = parse_or()
+            if take()[0] != ")":
+                raise DslError("parse: missing closing parenthesis")
+            return inner
+        raise DslError(f"parse: unexpected token {value or 'end of expression'!r}")
+
+    root = parse_or()
+    if pos < len(tokens):
+        raise DslError(f"parse: unexpected token {tokens[pos][1]!r} after expression")
+    return root
+
+
+def _walk(node: Node) -> list[Leaf | Ref]:
+    if isinstance(node, Leaf | Ref):
+        return [node]
+    return [leaf for child in node.children for leaf in _walk(child)]
+
+
+@dataclass
+class CompiledSets:
+    order: list[str] = field(default_factory=list)  # solver order
+    alternatives: dict[str, list[frozenset[str]]] = field(default_factory=dict)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (set name, message)
+
+
+# A resolver maps an identifier to a model ID; None = unknown (an error); "" = known
+# but already reported as broken (no second error, contributes nothing).
+Resolver = Callable[[str], str | None]
+
+
+def compile_sets(definitions: list[tuple[str, str]], resolve: Resolver) -> CompiledSets:
+    """Parse, resolve, order and expand every set; errors are collected, not raised."""
+    result = CompiledSets()
+    names = {name for name, _ in definitions}
+    roots: dict[str, Node] = {}
+    deps: dict[str, list[str]] = {}
+    for name, dsl in definitions:
+        try:
+            root = parse(dsl)
+        except DslError as exc:
+            result.errors.append((name, str(exc)))
+            continue
+        ok = True
+        refs: list[str] = []
+        for item in _walk(root):
+            if isinstance(item, Leaf):
+                if resolve(item.name) is None:
+                    result.errors.append((name, f'unknown var or model "{item.name}"'))
+                    ok = False
+            elif item.name not in names:
+                result.errors.append((name, f'references undefined set "{item.name}"'))
+                ok = False
+            elif item.name not in refs:
+                refs.append(item.name)
+        if ok:
+            roots[name] = root
+            deps[name] = refs
+
+    state: dict[str, int] = {}  # 1 visiting, 2 done, 3 failed
+
+    def visit(name: str) -> bool:
+        if state.get(name) == 1:
+            result.errors.append((name, f'circular reference detected involving set "{name}"'))
+            return False
+        if state.get(name) in (2, 3):
+            return state[name] == 2
+        if name not in roots:
+            state[name] = 3
+            return False
+        state[name] = 1
+        ok = all([visit(dep) for dep in deps[name]])
+        state[name] = 2 if ok else 3
+        if ok:
+            result.order.append(name)
+        return ok
+
+    for name, _ in definitions:
+        visit(name)
+
+    memo: dict[int, list[frozenset[str]]] = {}
+
+    def expand(node: Node) -> list[frozenset[str]]:
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        if isinstance(node, Leaf):
+            model = resolve(node.name) or ""
+            out = [frozenset({model}) if model else frozenset()]
+        elif isinstance(node, Ref):
+            out = result.alternatives[node.name]
+        elif isinstance(node, Or):
+            out = _unique(alt for child in node.children for alt in expand(child))
+        else:
+            parts = [expand(child) for child in node.children]
+            size = 1
+            for part in parts:
+                size *= len(part)
+            if size > MAX_ALTERNATIVES:
+                raise DslError(f"expands to more than {MAX_ALTERNATIVES} combinations")
+            out = _unique(frozenset().union(*combo) for combo in product(*parts))
+        if len(out) > MAX_ALTERNATIVES:
+            raise DslError(f"expands to more than {MAX_ALTERNATIVES} combinations")
+        memo[key] = out
+        return out
+
+    for name in list(result.order):
+        try:
+            result.alternatives[name] = expand(roots[name])
+        except DslError as exc:
+            result.errors.append((name, str(exc)))
+            result.alternatives[name] = []
+    return result
+
+
+def _unique(alternatives: Iterable[frozenset[str]]) -> list[frozenset[str]]:
+    """Drop repeated alternatives, keeping first-seen order (the solver's tie-break)."""
+    return list(dict.fromkeys(alternatives))
