@@ -68,6 +68,11 @@ class Swap:
     started: float = 0.0
 
 
+def _seniority(request: Request) -> tuple[float, int]:
+    """Order among starving requests: oldest first, then the earlier id."""
+    return (request.arrival, request.id)
+
+
 class Effects(Protocol):
     """How the scheduler acts on the world. Every call must return at once."""
 
@@ -138,6 +143,12 @@ class Scheduler:
         """Models holding resources now or committed to: not stopped, or a swap target."""
         running = {m for m, state in self._view.items() if state in RUNNING_STATES}
         return frozenset(running | self._active.keys())
+
+    def _staying(self) -> frozenset[str]:
+        """Running models that will still run once the stops under way complete."""
+        leaving = {m for swap in self._active.values() for m in swap.evict}
+        leaving |= {m for m, state in self._view.items() if state == "stopping"}
+        return self.running() - (leaving - self._active.keys())
 
     def next_deadline(self) -> float | None:
         """When `tick` should be called next (the earliest ttl expiry), if ever."""
@@ -318,7 +329,7 @@ class Scheduler:
         if not evict and self._view.get(model) == "ready":
             self._grant(request, now)
             return True
-        if any(self._in_flight[m] for m in evict):
+        if self._any_busy(evict):
             return False
         self._active[model] = Swap(model, evict, [request], now)
         for evictee in evict:
@@ -338,22 +349,29 @@ class Scheduler:
                 return True
         return False
 
+    def _any_busy(self, models: tuple[str, ...]) -> bool:
+        """Does any of `models` have requests in flight? (Those are never stopped.)"""
+        return any(self._in_flight[m] for m in models)
+
     def _blockers(self, request: Request, now: float) -> list[Request]:
-        """Queued requests past the starvation bound that take precedence over `request`."""
+        """Queued requests past the starvation bound that take precedence over `request`.
+
+        Among starving requests the oldest goes first (ties: the earlier request id).
+        """
         if not self._queue:
             return []
-        own_deadline = request.arrival + self.max_wait
+        starving_self = now >= request.arrival + self.max_wait
         return [
             other
             for other in self._queue
             if other is not request
             and now >= other.arrival + self.max_wait
-            and (now < own_deadline or other.arrival < request.arrival)
+            and (not starving_self or _seniority(other) < _seniority(request))
         ]
 
     def _delays(self, model: str, evict: tuple[str, ...], blockers: list[Request]) -> bool:
         """Would serving `model` (evicting `evict`) make a starving request wait longer?"""
-        running = self.running() | {model}
+        running = self._staying() | {model}
         usage = self._usage()
         for starving in blockers:
             if starving.model == model:
@@ -381,7 +399,7 @@ class Scheduler:
     def _processing_order(self, now: float) -> list[Request]:
         """Starving requests first (oldest first), then the queue's priority/FIFO order."""
         starving = sorted(
-            (r for r in self._queue if now >= r.arrival + self.max_wait), key=lambda r: r.arrival
+            (r for r in self._queue if now >= r.arrival + self.max_wait), key=_seniority
         )
         return starving + [r for r in self._queue if r not in starving]
 

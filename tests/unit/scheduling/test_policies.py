@@ -44,7 +44,9 @@ def test_exclusive_group_stops_other_groups() -> None:
 
 
 def test_non_exclusive_groups_run_in_parallel() -> None:
-    policy = GroupPolicy([Group("g1", ("a",), exclusive=False), Group("g2", ("b",), exclusive=False)])
+    policy = GroupPolicy(
+        [Group("g1", ("a",), exclusive=False), Group("g2", ("b",), exclusive=False)]
+    )
     assert policy.evict_for("b", {"a"}) == ()
     assert policy.evict_for("a", {"b"}) == ()
 

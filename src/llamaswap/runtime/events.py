@@ -1,0 +1,137 @@
+"""Typed runtime events and a lossy fan-out bus for observers.
+
+Actors publish what happened; logs, metrics, the UI and tests subscribe. Publishing
+never blocks an actor: a subscriber that falls behind loses events (and can see how
+many in `dropped`), it never slows the system down. Components that must not lose an
+event (the router listening to its processes) use a direct listener instead.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStateChanged:
+    """A process actor moved between lifecycle states."""
+
+    model: str
+    old: str
+    new: str
+    at: float = field(default_factory=time.time)
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One line an upstream (or llamaswap itself, source "proxy") wrote."""
+
+    source: str
+    text: str
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSnapshot:
+    """Per-model queue and in-flight counts after a router step (for the UI and metrics)."""
+
+    queued: dict[str, int]
+    in_flight: dict[str, int]
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFinished:
+    """An access-log record of one proxied request (the UI's recent activity)."""
+
+    method: str
+    path: str
+    model: str
+    status: int
+    duration: float
+    tokens_per_second: float | None = None
+    at: float = field(default_factory=time.time)
+
+
+Listener = Callable[[Any], None]
+
+
+class Subscription:
+    """A subscriber's end of the bus: iterate it to receive events."""
+
+    def __init__(self, bus: EventBus, buffer: int) -> None:
+        self._bus = bus
+        send, receive = anyio.create_memory_object_stream[Any](buffer)
+        self._send: MemoryObjectSendStream[Any] = send
+        self._receive: MemoryObjectReceiveStream[Any] = receive
+        self.dropped = 0
+
+    def offer(self, event: Any) -> None:
+        try:
+            self._send.send_nowait(event)
+        except anyio.WouldBlock:
+            self.dropped += 1
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._bus._remove(self)
+
+    async def receive(self) -> Any:
+        return await self._receive.receive()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self._receive.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    def close(self) -> None:
+        self._bus._remove(self)
+        self._send.close()
+        self._receive.close()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventBus:
+    """Fan-out of runtime events to any number of subscribers and listeners."""
+
+    def __init__(self) -> None:
+        self._subscriptions: list[Subscription] = []
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, buffer: int = 1024) -> Subscription:
+        """A new subscription; `buffer` events may queue before newer ones are dropped."""
+        subscription = Subscription(self, buffer if buffer > 0 else math.inf)  # type: ignore[arg-type]
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call `listener(event)` synchronously for every event (must not block)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def publish(self, event: Any) -> None:
+        for listener in list(self._listeners):
+            listener(event)
+        for subscription in list(self._subscriptions):
+            subscription.offer(event)
+
+    def _remove(self, subscription: Subscription) -> None:
+        if subscription in self._subscriptions:
+            self._subscriptions.remove(subscription)

@@ -1,0 +1,246 @@
+"""Spawning, watching and killing one upstream process group. No orphans, ever.
+
+Why not `anyio.open_process`: it cannot set a parent-death signal, and when cancelled it
+kills only the direct child, never its process group. So the child is started with
+`subprocess.Popen` in its own session (process group id = pid) with
+`PR_SET_PDEATHSIG = SIGKILL`, its exit is awaited through a pidfd (no watcher thread),
+and its merged stdout/stderr pipe is read in chunks from a non-blocking fd.
+
+The fork happens on the event-loop thread on purpose: Linux sends the parent-death
+signal when the *thread* that forked the child exits, so forking from a short-lived
+worker thread would kill the upstream when that thread retires.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+
+import anyio
+
+from .logs import LineSplitter, LogRing
+
+log = logging.getLogger("llamaswap.process")
+
+PR_SET_PDEATHSIG = 1
+PIPE_DRAIN_SECONDS = 1.0
+REAP_AFTER_KILL_SECONDS = 5.0
+GROUP_EXIT_SECONDS = 2.0
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group `pgid`, read from /proc."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            members.append(int(entry.name))
+    return members
+
+
+async def wait_group_gone(pgid: int) -> None:
+    """Return once every member of the group has exited (pidfds work for non-children too)."""
+    for pid in group_members(pgid):
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            await anyio.wait_readable(fd)
+        finally:
+            os.close(fd)
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    """A preexec_fn that makes the child die by SIGKILL when this process dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def setup() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        # If we died between fork() and prctl(), no signal will ever come: exit now.
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return setup
+
+
+def merged_environment(extra: Sequence[str]) -> dict[str, str]:
+    """Our environment plus `NAME=value` entries (later entries win)."""
+    env = dict(os.environ)
+    for entry in extra:
+        name, sep, value = entry.partition("=")
+        if sep and name:
+            env[name] = value
+    return env
+
+
+class UpstreamProcess:
+    """One spawned upstream: its pid, its process group, its output, its exit."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], output_fd: int, log_ring: LogRing) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+        self.pgid = popen.pid  # start_new_session=True makes the child a group leader
+        self._output_fd = output_fd
+        self._pidfd = os.pidfd_open(popen.pid)
+        self._log = log_ring
+        self.returncode: int | None = None
+        self.exited = anyio.Event()
+        self._grace_until: float | None = None  # set while a graceful stop is under way
+
+    @classmethod
+    def spawn(cls, argv: Sequence[str], env: dict[str, str], log_ring: LogRing) -> UpstreamProcess:
+        """Start `argv` in a new session. Raises OSError when it cannot be executed."""
+        read_fd, write_fd = os.pipe()
+        try:
+            popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=write_fd,
+                stderr=write_fd,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()),  # see module docstring
+                close_fds=True,
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        return cls(popen, read_fd, log_ring)
+
+    def signal_group(self, sig: int) -> bool:
+        """Send `sig` to the whole process group; False when nothing was left to signal."""
+        try:
+            os.killpg(self.pgid, sig)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # a member changed credentials: at least hit the leader
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                return False
+        return True
+
+    async def supervise(self) -> int:
+        """Pump output until the process exits, then clear its group and return its code.
+
+        Leftover group members (a wrapper's background children) are killed, and the
+        pipe is drained for at most PIPE_DRAIN_SECONDS, since a grandchild that left
+        the group may hold it open forever.
+        """
+        pumped = anyio.Event()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._pump, pumped)
+                await anyio.wait_readable(self._pidfd)
+                self.returncode = self._popen.wait()
+                await self._clear_group()
+                self.exited.set()
+                with anyio.move_on_after(PIPE_DRAIN_SECONDS):
+                    await pumped.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._kill_and_reap()
+            self._close_fds()
+        assert self.returncode is not None
+        return self.returncode
+
+    async def _clear_group(self) -> None:
+        """The leader is gone: let the rest of the group finish a graceful stop, then kill it.
+
+        A wrapper script dies at once on SIGTERM while the real server behind it is still
+        shutting down; that server keeps what is left of the grace period. Outside a stop
+        (a crash) leftovers are killed at once.
+        """
+        if self._grace_until is not None:
+            with anyio.move_on_after(max(0.0, self._grace_until - anyio.current_time())):
+                await wait_group_gone(self.pgid)
+        self.signal_group(signal.SIGKILL)
+        with anyio.move_on_after(GROUP_EXIT_SECONDS):
+            await wait_group_gone(self.pgid)
+
+    async def terminate(
+        self, grace: float, stop_argv: Sequence[str] | None, env: dict[str, str]
+    ) -> None:
+        """Ask the process to stop (cmdStop or SIGTERM), then SIGKILL after `grace` seconds.
+
+        Returns once the process has exited. Real llama-server ignores SIGTERM while a
+        request is in flight, so the escalation is not optional.
+        """
+        self._grace_until = anyio.current_time() + grace
+        with anyio.move_on_after(grace) as scope:
+            if stop_argv:
+                await self._run_stop_command(stop_argv, env)
+            else:
+                self.signal_group(signal.SIGTERM)
+            await self.exited.wait()
+        if scope.cancelled_caught and not self.exited.is_set():
+            log.warning("pid %d did not exit %.1fs after the stop signal: SIGKILL", self.pid, grace)
+            self.signal_group(signal.SIGKILL)
+            await self.exited.wait()
+
+    async def _run_stop_command(self, argv: Sequence[str], env: dict[str, str]) -> None:
+        try:
+            stopper = UpstreamProcess.spawn(argv, env, self._log)
+        except OSError as exc:
+            log.warning("cmdStop %r failed to start (%s): SIGTERM instead", list(argv), exc)
+            self.signal_group(signal.SIGTERM)
+            return
+        code = await stopper.supervise()
+        if code != 0:
+            log.warning("cmdStop %r exited with code %d", list(argv), code)
+
+    async def _pump(self, done: anyio.Event) -> None:
+        splitter = LineSplitter()
+        try:
+            while True:
+                await anyio.wait_readable(self._output_fd)
+                try:
+                    chunk = os.read(self._output_fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    break
+                for line in splitter.feed(chunk):
+                    self._log.append(line)
+        except OSError:
+            pass
+        finally:
+            for line in splitter.flush():
+                self._log.append(line)
+            done.set()
+
+    async def _kill_and_reap(self) -> None:
+        """Make sure nothing of ours survives this object, even on cancellation."""
+        if self.returncode is None:
+            self.signal_group(signal.SIGKILL)
+            with anyio.move_on_after(REAP_AFTER_KILL_SECONDS):
+                await anyio.wait_readable(self._pidfd)
+            self.returncode = self._popen.poll()
+            if self.returncode is None:
+                self.returncode = -signal.SIGKILL
+            self.exited.set()
+
+    def _close_fds(self) -> None:
+        for fd in (self._output_fd, self._pidfd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._output_fd = self._pidfd = -1

@@ -1,0 +1,53 @@
+"""What to explore: the scheduler and policy under test, and the ground truth to judge them.
+
+The invariants judge the scheduler against the *configuration* (groups, matrix sets,
+declared resources), never against the scheduler's own helpers, so a bug hidden in a
+helper cannot also hide from the check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from llamaswap.scheduling import (
+    Effects,
+    Group,
+    ModelRules,
+    Policy,
+    Resources,
+    Scheduler,
+)
+
+SchedulerFactory = Callable[..., Scheduler]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A routing setup to explore with Hypothesis."""
+
+    rules: Mapping[str, ModelRules]
+    policy: Policy
+    max_wait: float = 60.0
+    # ground truth from the config (None = that kind of rule is not in use)
+    groups: tuple[Group, ...] | None = None
+    matrix_sets: tuple[frozenset[str], ...] | None = None
+    resources: Resources | None = None
+    check_capacity: bool = True
+    # the code under test; tests substitute mutants here
+    scheduler_factory: SchedulerFactory = Scheduler
+    # where each rule lives in the user's YAML, for reports
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def models(self) -> list[str]:
+        return sorted(self.rules)
+
+    def build_scheduler(self, effects: Effects) -> Scheduler:
+        return self.scheduler_factory(self.rules, self.policy, effects, max_wait=self.max_wait)
+
+    def group_of(self, model: str) -> Group | None:
+        for group in self.groups or ():
+            if model in group.members:
+                return group
+        return None

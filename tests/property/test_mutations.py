@@ -1,0 +1,94 @@
+"""Mutation proof: the exploration catches bugs planted in the scheduler and policy.
+
+Each mutant is a small subclass that breaks exactly one promise. If the property suite
+stopped noticing any of them, its green runs would mean nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from llamaswap.scheduling import Group, GroupPolicy, ModelRules, Request, Scheduler
+from llamaswap.verification import InvariantViolation, Scenario, build_exploration
+
+HUNT = settings(
+    max_examples=400,
+    stateful_step_count=30,
+    derandomize=True,
+    deadline=None,
+    report_multiple_bugs=False,
+    phases=[Phase.generate],  # the first failure is proof enough; shrinking costs time
+    suppress_health_check=list(HealthCheck),
+)
+
+RULES = {"a": ModelRules(), "b": ModelRules(), "c": ModelRules(ttl=5)}
+GROUPS = (
+    Group("pair", ("a", "b")),
+    Group("keep", ("c",), exclusive=False, persistent=True),
+)
+
+
+class EvictsBusyModels(Scheduler):
+    """Bug: forgets that requests are in flight when choosing to swap."""
+
+    def _any_busy(self, models: tuple[str, ...]) -> bool:
+        return False
+
+
+class CountsUnreceivedGrants(Scheduler):
+    """Bug: counts a grant as in flight even when the caller had already left."""
+
+    def _grant(self, request: Request, now: float) -> None:
+        self._waiting.pop(request.id, None)
+        self._effects.grant(request)
+        self._granted[request.id] = request.model
+        self._in_flight[request.model] += 1
+
+
+class IgnoresStarvation(Scheduler):
+    """Bug: no starvation bound (llama-swap's behaviour)."""
+
+    def _blockers(self, request: Request, now: float) -> list[Request]:
+        return []
+
+
+def hunt(scenario: Scenario) -> InvariantViolation:
+    with pytest.raises(InvariantViolation) as caught:
+        run_state_machine_as_test(build_exploration(scenario), settings=HUNT)
+    return caught.value
+
+
+def test_catches_evicting_a_busy_model() -> None:
+    scenario = Scenario(
+        RULES, GroupPolicy(GROUPS), groups=GROUPS, scheduler_factory=EvictsBusyModels
+    )
+    assert hunt(scenario).kind == "busy eviction"
+
+
+def test_catches_counting_a_grant_nobody_received() -> None:
+    scenario = Scenario(
+        RULES, GroupPolicy(GROUPS), groups=GROUPS, scheduler_factory=CountsUnreceivedGrants
+    )
+    assert hunt(scenario).kind in {"in-flight accounting", "exactly-once", "liveness"}
+
+
+def test_catches_ignoring_a_persistent_group() -> None:
+    forgetful = GroupPolicy(
+        Group(g.name, g.members, g.swap, exclusive=True, persistent=False) for g in GROUPS
+    )
+    scenario = Scenario(RULES, forgetful, groups=GROUPS)
+    assert hunt(scenario).kind == "persistent"
+
+
+def test_catches_ignoring_the_starvation_bound() -> None:
+    default = (Group("(default)", ("a", "b", "c")),)
+    scenario = Scenario(
+        RULES,
+        GroupPolicy(default),
+        max_wait=10,
+        groups=default,
+        scheduler_factory=IgnoresStarvation,
+    )
+    assert hunt(scenario).kind == "starvation"

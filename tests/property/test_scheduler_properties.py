@@ -1,0 +1,85 @@
+"""Hypothesis explores the pure scheduler under every policy (see llamaswap.verification).
+
+Invariants after every step: each request resolved exactly once; in-flight counts
+equal grants minus finishes; no stop for a model with requests in flight; co-running
+models allowed by the config (swap groups, matrix sets, capacity); persistent groups
+never evicted by other groups; nothing new delays a request past maxWaitSeconds.
+Teardown: once processes cooperate, every request is resolved (liveness).
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, settings
+
+from llamaswap.scheduling import (
+    CapacityGuard,
+    FitPolicy,
+    Group,
+    GroupPolicy,
+    MatrixAlternative,
+    MatrixPolicy,
+    ModelRules,
+    Resources,
+)
+from llamaswap.verification import Scenario, build_exploration
+
+SETTINGS = settings(
+    max_examples=500,
+    stateful_step_count=30,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+RULES = {
+    "a": ModelRules(ttl=5),
+    "b": ModelRules(limit=2, priority=5),
+    "c": ModelRules(),
+    "d": ModelRules(ttl=30, priority=1),
+}
+
+
+DEFAULT_GROUPS = (Group("(default)", ("a", "b", "c", "d")),)
+MIXED_GROUPS = (
+    Group("pair", ("a", "b"), swap=False, exclusive=True),
+    Group("side", ("c",), swap=True, exclusive=False),
+    Group("keep", ("d",), swap=True, exclusive=False, persistent=True),
+)
+SETS = (frozenset({"a", "b"}), frozenset({"a", "c"}), frozenset({"d"}))
+RESOURCES = Resources(
+    {"vram": 24}, {"a": {"vram": 8}, "b": {"vram": 10}, "c": {"vram": 12}, "d": {"vram": 20}}
+)
+LOOSE_GROUPS = (
+    Group("all", ("a", "b", "c"), swap=False, exclusive=False),
+    Group("big", ("d",), swap=True, exclusive=False),
+)
+
+SCENARIOS = {
+    "DefaultGroup": Scenario(
+        RULES, GroupPolicy(DEFAULT_GROUPS), max_wait=20, groups=DEFAULT_GROUPS
+    ),
+    "MixedGroups": Scenario(RULES, GroupPolicy(MIXED_GROUPS), max_wait=20, groups=MIXED_GROUPS),
+    "Matrix": Scenario(
+        RULES,
+        MatrixPolicy([MatrixAlternative(f"s{i}", s) for i, s in enumerate(SETS)], {"a": 3, "b": 1}),
+        max_wait=20,
+        matrix_sets=SETS,
+    ),
+    "Fit": Scenario(RULES, FitPolicy(RESOURCES), max_wait=20, resources=RESOURCES),
+    "GuardedGroups": Scenario(
+        RULES,
+        CapacityGuard(GroupPolicy(LOOSE_GROUPS), RESOURCES),
+        max_wait=20,
+        groups=LOOSE_GROUPS,
+        resources=RESOURCES,
+    ),
+}
+
+
+def as_test(scenario: Scenario) -> type:
+    case: type = build_exploration(scenario).TestCase
+    case.settings = SETTINGS
+    return case
+
+
+globals().update({f"Test{name}": as_test(scenario) for name, scenario in SCENARIOS.items()})
