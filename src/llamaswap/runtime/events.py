@@ -48,6 +48,34 @@ class RouterSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class SwapStarted:
+    """The router decided to load `target`, stopping `evict` first."""
+
+    target: str
+    evict: tuple[str, ...]
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class SwapFinished:
+    """A swap ended: `target` is ready (error empty) or failed; `seconds` from decision."""
+
+    target: str
+    seconds: float
+    error: str = ""
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class RouterStateChanged:
+    """The router's own lifecycle moved (accepting, reloading, draining, shutdown)."""
+
+    old: str
+    new: str
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
 class RequestFinished:
     """An access-log record of one proxied request (the UI's recent activity)."""
 

@@ -26,9 +26,10 @@ from llamaswap.config import split_command
 from llamaswap.fsm import ProcessMachine
 
 from .events import ProcessStateChanged
-from .health import HealthTimeout, wait_until_healthy
+from .health import HealthTimeout
+from .launcher import SUBPROCESSES, Launcher, Upstream
 from .logs import LogRing
-from .spawn import UpstreamProcess, merged_environment
+from .spawn import merged_environment
 
 log = logging.getLogger("llamaswap.process")
 
@@ -108,7 +109,7 @@ class _Shutdown:
 @dataclass
 class _Spawned:
     generation: int
-    upstream: UpstreamProcess
+    upstream: Upstream
 
 
 @dataclass
@@ -213,8 +214,10 @@ class ProcessActor:
         *,
         log_ring: LogRing | None = None,
         on_change: Callable[[ProcessStateChanged], None] | None = None,
+        launcher: Launcher = SUBPROCESSES,
     ) -> None:
         self.settings = settings
+        self._launcher = launcher
         self.model = settings.model
         self.log = log_ring or LogRing(settings.model)
         self._listeners: list[Callable[[ProcessStateChanged], None]] = []
@@ -224,7 +227,7 @@ class ProcessActor:
         self._send, self._inbox = anyio.create_memory_object_stream[Any](math.inf)
         self._tg: TaskGroup | None = None
         self._generation = 0
-        self._upstream: UpstreamProcess | None = None
+        self._upstream: Upstream | None = None
         self._health_scope: anyio.CancelScope | None = None
         self._terminating = False
         self._grace = settings.unload_timeout
@@ -400,7 +403,9 @@ class ProcessActor:
                 self._became_ready()
             else:
                 self._health_scope = anyio.CancelScope()
-                self._spawn_child(self._poll_health, self._generation, url, self._health_scope)
+                self._spawn_child(
+                    self._poll_health, self._generation, message.upstream, url, self._health_scope
+                )
 
     def _on_exited(self, message: _Exited) -> None:
         if message.generation != self._generation:
@@ -508,7 +513,8 @@ class ProcessActor:
 
     async def _supervise(self, generation: int, argv: list[str]) -> None:
         try:
-            upstream = UpstreamProcess.spawn(argv, merged_environment(self.settings.env), self.log)
+            env = merged_environment(self.settings.env)
+            upstream = self._launcher.spawn(argv, env, self.log)
         except OSError as exc:
             detail = exc.strerror or str(exc)
             self._post(
@@ -519,11 +525,13 @@ class ProcessActor:
         code = await upstream.supervise()
         self._post(_Exited(generation, code))
 
-    async def _poll_health(self, generation: int, url: str, scope: anyio.CancelScope) -> None:
+    async def _poll_health(
+        self, generation: int, upstream: Upstream, url: str, scope: anyio.CancelScope
+    ) -> None:
         with scope:
             timeout = self.settings.health_check_timeout
             try:
-                await wait_until_healthy(url, timeout)
+                await self._launcher.wait_healthy(upstream, url, timeout)
             except HealthTimeout:
                 self._post(_HealthTimedOut(generation, timeout))
             else:

@@ -1,0 +1,86 @@
+"""What a caller holds while it talks to an upstream, and how the router reaches it.
+
+A `Ticket` is a request waiting for the router's decision: a one-slot reply stream
+the router fills without ever blocking (`offer`), so a caller that has gone simply
+cannot receive a grant and the grant does not count. A `Lease` is the grant: the
+upstream to talk to, plus a cancel scope the router uses to cut the request short
+when the model is unloaded or crashes (real llama-server stalls client streams after
+SIGTERM instead of ending them, so the proxy must end them itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from llamaswap.scheduling import RoutingError
+
+
+@dataclass(eq=False)
+class Lease:
+    """Permission to send one request to `model`'s upstream at `proxy`."""
+
+    request_id: int
+    model: str
+    proxy: str
+    priority: int = 0
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    revoked: str = ""
+
+    def revoke(self, reason: str) -> None:
+        """End the request now (unload, crash, shutdown); the holder sees `revoked`."""
+        if not self.revoked:
+            self.revoked = reason
+            self.scope.cancel()
+
+
+Outcome = Lease | RoutingError
+
+
+class Ticket:
+    """A request waiting for the router's decision."""
+
+    def __init__(
+        self, request_id: int, model: str, on_position: Callable[[int], None] | None = None
+    ) -> None:
+        self.request_id = request_id
+        self.model = model
+        self.on_position = on_position
+        send, receive = anyio.create_memory_object_stream[Outcome](1)
+        self._send: MemoryObjectSendStream[Outcome] = send
+        self._receive: MemoryObjectReceiveStream[Outcome] = receive
+
+    # -- router side (never blocks) ----------------------------------------------------
+
+    def offer(self, outcome: Outcome) -> bool:
+        """Deliver the decision; False when the caller has already left."""
+        try:
+            self._send.send_nowait(outcome)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.WouldBlock):
+            return False
+        return True
+
+    def position(self, position: int) -> None:
+        if self.on_position is not None:
+            self.on_position(position)
+
+    # -- caller side -------------------------------------------------------------------------
+
+    async def outcome(self) -> Outcome:
+        return await self._receive.receive()
+
+    def abandon(self) -> Lease | None:
+        """The caller gives up; returns a lease that was delivered but not yet taken.
+
+        Runs without awaiting, so the router cannot deliver in between: either the lease
+        is already in the slot (the caller must finish it), or no grant can land later.
+        """
+        try:
+            outcome = self._receive.receive_nowait()
+        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+            outcome = None
+        self._receive.close()
+        return outcome if isinstance(outcome, Lease) else None

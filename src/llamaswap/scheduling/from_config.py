@@ -1,0 +1,81 @@
+"""Build the scheduler's inputs (per-model rules, eviction policy) from a loaded Config.
+
+The server, `llamaswap check` and `llamaswap simulate` all go through here, so the
+three can never disagree about what a config means.
+"""
+
+from __future__ import annotations
+
+from llamaswap.config import Config
+
+from .policies import (
+    CapacityGuard,
+    FitPolicy,
+    Group,
+    GroupPolicy,
+    MatrixAlternative,
+    MatrixPolicy,
+    Policy,
+    Resources,
+)
+from .scheduler import ModelRules
+
+
+def model_rules(config: Config) -> dict[str, ModelRules]:
+    return {
+        model_id: ModelRules(
+            limit=model.concurrency_limit,
+            priority=config.routing.priority(model_id),
+            ttl=float(model.ttl),
+        )
+        for model_id, model in config.models.items()
+    }
+
+
+def resources_of(config: Config) -> Resources | None:
+    """Declared capacity and needs, or None when the config declares no resources."""
+    if not config.resources:
+        return None
+    needs = {model_id: dict(m.resources) for model_id, m in config.models.items() if m.resources}
+    return Resources(dict(config.resources), needs)
+
+
+def groups_of(config: Config) -> tuple[Group, ...]:
+    return tuple(
+        Group(g.name, tuple(g.members), g.swap, g.exclusive, g.persistent, g.yaml_path)
+        for g in config.routing.groups.values()
+    )
+
+
+def matrix_alternatives(config: Config) -> tuple[MatrixAlternative, ...]:
+    matrix = config.routing.matrix
+    if matrix is None:
+        return ()
+    return tuple(
+        MatrixAlternative(s.name, frozenset(alternative), s.yaml_path)
+        for s in matrix.sets
+        for alternative in s.alternatives
+    )
+
+
+def build_policy(config: Config, *, guard: bool = True) -> Policy:
+    """The eviction policy the config asks for.
+
+    With `guard`, declared resources also bound the group and matrix routers (the router
+    never starts a model that would exceed capacity); `llamaswap check` turns it off to
+    judge the policy as written.
+    """
+    routing = config.routing
+    resources = resources_of(config)
+    if routing.router == "fit":
+        if resources is None:
+            raise ValueError("routing.router.use: fit needs top-level resources")
+        return FitPolicy(resources)
+    policy: Policy
+    if routing.router == "matrix" and routing.matrix is not None:
+        policy = MatrixPolicy(matrix_alternatives(config), routing.matrix.evict_costs)
+    else:
+        policy = GroupPolicy(groups_of(config))
+    if guard and resources is not None:
+        return CapacityGuard(policy, resources)
+    return policy
