@@ -44,11 +44,16 @@ class Ticket:
     """A request waiting for the router's decision."""
 
     def __init__(
-        self, request_id: int, model: str, on_position: Callable[[int], None] | None = None
+        self,
+        request_id: int,
+        model: str,
+        on_position: Callable[[int], None] | None = None,
+        on_admitted: Callable[[], None] | None = None,
     ) -> None:
         self.request_id = request_id
         self.model = model
         self.on_position = on_position
+        self.on_admitted = on_admitted
         send, receive = anyio.create_memory_object_stream[Outcome](1)
         self._send: MemoryObjectSendStream[Outcome] = send
         self._receive: MemoryObjectReceiveStream[Outcome] = receive
@@ -62,6 +67,10 @@ class Ticket:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.WouldBlock):
             return False
         return True
+
+    def admitted(self) -> None:
+        if self.on_admitted is not None:
+            self.on_admitted()
 
     def position(self, position: int) -> None:
         if self.on_position is not None:

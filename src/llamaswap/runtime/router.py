@@ -178,14 +178,21 @@ class RouterActor:
 
     @asynccontextmanager
     async def lease(
-        self, model: str, *, on_position: Callable[[int], None] | None = None
+        self,
+        model: str,
+        *,
+        on_position: Callable[[int], None] | None = None,
+        on_admitted: Callable[[], None] | None = None,
     ) -> AsyncIterator[Lease]:
         """Wait for `model` and hold it while the body runs; raises RoutingError.
 
-        If the caller is cancelled while waiting it leaves the queue and never
-        triggers a load; a grant that raced with the cancellation is handed back.
+        `on_admitted` is called when the request passed admission but must wait (so a
+        429 is always known before a loading stream starts); `on_position` with each
+        new queue position. If the caller is cancelled while waiting it leaves the
+        queue and never triggers a load; a grant that raced the cancellation is handed
+        back.
         """
-        ticket = Ticket(next(self._ids), model, on_position)
+        ticket = Ticket(next(self._ids), model, on_position, on_admitted)
         if not self._post(_Submit(ticket, anyio.current_time())):
             raise ShuttingDown()
         try:
@@ -319,6 +326,8 @@ class RouterActor:
                     return
                 self._tickets[ticket.request_id] = ticket
                 scheduler.submit(Request(ticket.request_id, ticket.model, arrival), now)
+                if ticket.request_id in self._tickets:
+                    ticket.admitted()  # neither granted nor rejected: it waits
             case _Cancel(request_id=request_id):
                 self._tickets.pop(request_id, None)
                 self._held = [h for h in self._held if h.ticket.request_id != request_id]

@@ -1,0 +1,1 @@
+"""The HTTP layer: llama-swap's API on aiohttp, streaming without buffering."""

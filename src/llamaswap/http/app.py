@@ -1,0 +1,52 @@
+"""The aiohttp application and the server that runs it inside our anyio task group."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+from aiohttp import web
+
+from .middleware import MIDDLEWARES
+from .routes import admin, inference, models
+from .service import SERVICE, Service, new_client_session
+
+ROUTE_FAMILIES = (inference, models, admin)
+
+
+def build_app(service: Service) -> web.Application:
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=service.max_body)
+    app[SERVICE] = service
+    app.cleanup_ctx.append(_client_session)
+    for family in ROUTE_FAMILIES:
+        family.add_routes(app)
+    return app
+
+
+async def _client_session(app: web.Application) -> AsyncIterator[None]:
+    service = app[SERVICE]
+    service._client = new_client_session()
+    yield
+    await service._client.close()
+
+
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled. handler_cancellation=True: a client that leaves cancels its
+    handler, which frees its queue slot and closes the upstream connection."""
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, backlog=1024)
+        await site.start()
+        bound = [address for address in runner.addresses if isinstance(address, tuple)]
+        task_status.started(int(bound[0][1]) if bound else port)
+        await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await runner.cleanup()

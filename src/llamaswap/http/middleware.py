@@ -1,0 +1,142 @@
+"""Middlewares, outermost first: access log, error shaping, CORS preflight, API keys (§2.1-2.2)."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from .errors import error_response
+from .service import service_of
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+access_log = logging.getLogger("llamaswap.access")
+
+QUIET_PATHS = ("/wol-health", "/api/performance", "/metrics")
+OPEN_PATHS = {("GET", "/health"), ("GET", "/wol-health"), ("GET", "/"), ("GET", "/favicon.ico")}
+OPEN_PATHS |= {("HEAD", path) for _, path in OPEN_PATHS} | {("GET", "/upstream")}
+TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+DEFAULT_ALLOW_HEADERS = "Content-Type, Authorization, Accept, X-Requested-With"
+
+
+def client_ip(request: web.Request) -> str:
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    if forwarded:
+        return forwarded.split(",")[0].strip()
+    return request.headers.get("X-Real-IP", "") or request.remote or "-"
+
+
+@web.middleware
+async def log_access(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.monotonic()
+    status, size = 500, 0
+    try:
+        response = await handler(request)
+        status, size = response.status, response.body_length
+        if not size and isinstance(response, web.Response) and isinstance(response.body, bytes):
+            size = len(response.body)
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        if not request.path.startswith(QUIET_PATHS):
+            access_log.info(
+                'Request %s "%s %s HTTP/%d.%d" %d %d "%s" %.3fs',
+                client_ip(request),
+                request.method,
+                request.raw_path,
+                request.version.major,
+                request.version.minor,
+                status,
+                size,
+                request.headers.get("User-Agent", "-"),
+                time.monotonic() - started,
+            )
+
+
+@web.middleware
+async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own errors (404, 405, 413, ...) as OpenAI-shaped bodies."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        if exc.status == 413:
+            limit = service_of(request).max_body
+            message = f"request body is larger than the limit of {limit} bytes"
+        elif exc.status == 404:
+            message = f"no route for {request.method} {request.path}"
+        response = error_response(request, exc.status, message)
+        if exc.status == 405 and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+
+
+@web.middleware
+async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every OPTIONS request is a preflight answered here, before authentication."""
+    if request.method != "OPTIONS":
+        return await handler(request)
+    requested = request.headers.get("Access-Control-Request-Headers", "")
+    allowed = [h.strip() for h in requested.split(",") if TOKEN.match(h.strip())]
+    return web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Origin": "*",
+            "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+            "Access-Control-Allow-Headers": ", ".join(allowed) or DEFAULT_ALLOW_HEADERS,
+            "Access-Control-Max-Age": "86400",
+        },
+    )
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The API key from Basic (the password), Bearer, or x-api-key, in that order."""
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[2]
+    if scheme.lower() == "bearer":
+        return value.strip()
+    return request.headers.get("x-api-key")
+
+
+def key_matches(presented: str, keys: list[str]) -> bool:
+    """Constant-time comparison against every configured key."""
+    given = presented.encode()
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(given, key.encode())
+    return found
+
+
+@web.middleware
+async def require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
+    keys = service_of(request).config.api_keys
+    if not keys or (request.method, request.path) in OPEN_PATHS:
+        return await handler(request)
+    presented = presented_key(request)
+    if presented is None or not key_matches(presented, keys):
+        return error_response(
+            request,
+            401,
+            "unauthorized: invalid or missing API key",
+            headers={"WWW-Authenticate": 'Basic realm="llamaswap"'},
+        )
+    return await handler(request)
+
+
+MIDDLEWARES = [log_access, shape_errors, cors, require_api_key]

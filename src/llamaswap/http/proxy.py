@@ -1,0 +1,172 @@
+"""The streaming reverse proxy: bytes in, bytes out, chunk by chunk, nothing buffered.
+
+Hop-by-hop headers are stripped both ways, the path and query are forwarded byte for
+byte, bodies pass through undecoded (Content-Encoding and Content-Length intact), and
+every upstream chunk is written as soon as it arrives. Only a bounded tail of the
+response is kept, to read token usage after the stream ends (never per chunk).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import aiohttp
+import anyio
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from llamaswap.config import Timeouts
+
+from .errors import error_response, sse_error_event
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+TAIL_BYTES = 16 * 1024
+
+
+def _listed_in_connection(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:
+    return {token.strip().lower() for token in headers.get("Connection", "").split(",")}
+
+
+def upstream_request_headers(
+    request: web.Request, *, extra_drop: frozenset[str] = frozenset()
+) -> CIMultiDict[str]:
+    """The client's headers minus hop-by-hop ones, Host and Content-Length."""
+    drop = HOP_BY_HOP | _listed_in_connection(request.headers) | {"host", "content-length"}
+    drop |= extra_drop
+    out: CIMultiDict[str] = CIMultiDict(
+        (name, value) for name, value in request.headers.items() if name.lower() not in drop
+    )
+    peer = request.remote or ""
+    forwarded = request.headers.get("X-Forwarded-For")
+    out["X-Forwarded-For"] = f"{forwarded}, {peer}" if forwarded else peer
+    return out
+
+
+def client_response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    drop = HOP_BY_HOP | _listed_in_connection(upstream)
+    out: CIMultiDict[str] = CIMultiDict(
+        (name, value) for name, value in upstream.items() if name.lower() not in drop
+    )
+    if "text/event-stream" in upstream.get("Content-Type", ""):
+        out["X-Accel-Buffering"] = "no"
+    return out
+
+
+@dataclass
+class Exchange:
+    """One forwarded request; records how far it got (for error handling and metrics)."""
+
+    response: web.StreamResponse | None = None
+    status: int = 0
+    is_sse: bool = False
+    tail: bytearray = field(default_factory=bytearray)
+    bytes_out: int = 0
+
+
+async def forward(
+    request: web.Request,
+    client: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    exchange: Exchange,
+    *,
+    headers: CIMultiDict[str] | None = None,
+    timeouts: Timeouts | None = None,
+    prepared: web.StreamResponse | None = None,
+) -> web.StreamResponse:
+    """Send the request to `url` and stream the answer back to the client.
+
+    With `prepared` (a loading-state stream already sent its 200), the upstream body is
+    appended to that response. Transport errors before the answer started become a 502.
+    """
+    connect = timeouts.connect if timeouts and timeouts.connect > 0 else None
+    header_wait = timeouts.response_header if timeouts and timeouts.response_header > 0 else None
+    send_headers = headers if headers is not None else upstream_request_headers(request)
+    exchange.response = prepared
+    try:
+        with anyio.fail_after(header_wait) if header_wait else contextlib.nullcontext():
+            upstream_ctx = client.request(
+                request.method,
+                URL(url, encoded=True),
+                headers=send_headers,
+                data=body or None,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=None),
+            )
+            upstream = await upstream_ctx.__aenter__()
+    except TimeoutError:
+        return _failed(
+            request, exchange, 504, f"upstream sent no response headers within {header_wait:g}s"
+        )
+    except (aiohttp.ClientError, OSError) as exc:
+        return _failed(request, exchange, 502, f"upstream unreachable: {exc}")
+    try:
+        exchange.status = upstream.status
+        if prepared is None:
+            response = web.StreamResponse(
+                status=upstream.status,
+                reason=upstream.reason,
+                headers=client_response_headers(upstream.headers),
+            )
+            exchange.response = response
+            await response.prepare(request)
+        else:
+            response = prepared
+        exchange.is_sse = "text/event-stream" in upstream.headers.get("Content-Type", "")
+        tail = exchange.tail
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+            exchange.bytes_out += len(chunk)
+            tail += chunk
+            if len(tail) > 2 * TAIL_BYTES:
+                del tail[:-TAIL_BYTES]
+        await response.write_eof()
+        return response
+    except (aiohttp.ClientError, OSError) as exc:
+        return await end_broken(request, exchange, f"upstream connection lost: {exc}")
+    finally:
+        await upstream_ctx.__aexit__(None, None, None)
+
+
+def _failed(
+    request: web.Request, exchange: Exchange, status: int, message: str
+) -> web.StreamResponse:
+    exchange.status = status
+    if exchange.response is not None:  # a loading stream already sent 200
+        return exchange.response
+    return error_response(request, status, message)
+
+
+async def end_broken(
+    request: web.Request, exchange: Exchange, message: str, status: int = 502
+) -> web.StreamResponse:
+    """End a response whose upstream went away: an error body if nothing was sent yet,
+    an SSE error event on an event stream, otherwise cut the connection so the client
+    sees a truncated body rather than a silently short one."""
+    response = exchange.response
+    if response is None or not response.prepared:
+        exchange.status = status
+        return error_response(request, status, message)
+    if exchange.is_sse or response.headers.get("Content-Type", "").startswith("text/event-stream"):
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await response.write(sse_error_event(status, message))
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        return response
+    if request.transport is not None:
+        request.transport.close()
+    return response

@@ -1,0 +1,1 @@
+"""Route families; each module has `add_routes(app)`."""

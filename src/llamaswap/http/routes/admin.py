@@ -1,0 +1,162 @@
+"""Operator endpoints: health, running models, load/unload, and the /upstream passthrough."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from llamaswap.scheduling import RoutingError
+
+from ..errors import error_response, routing_error_response
+from ..extract import Inbound
+from ..naming import PeerTarget
+from ..proxy import Exchange, end_broken, forward
+from ..service import Service, service_of
+from .peers import forward_to_peer
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health)
+    app.router.add_get("/wol-health", health)
+    app.router.add_get("/running", running)
+    app.router.add_get("/unload", unload_all_plain)
+    app.router.add_post("/api/models/unload", unload_all_json)
+    app.router.add_post("/api/models/unload/{model:.+}", unload_one)
+    app.router.add_post("/api/models/load/{model:.+}", load_one)
+    app.router.add_get("/", to_ui)
+    app.router.add_get("/upstream", to_ui_models)
+    app.router.add_route("*", "/upstream/{tail:.*}", upstream_passthrough)
+
+
+async def to_ui(_request: web.Request) -> web.Response:
+    raise web.HTTPFound("/ui")
+
+
+async def to_ui_models(_request: web.Request) -> web.Response:
+    raise web.HTTPFound("/ui/models")
+
+
+async def health(_request: web.Request) -> web.Response:
+    return web.Response(text="OK")
+
+
+async def running(request: web.Request) -> web.Response:
+    service = service_of(request)
+    entries = []
+    for model_id, model in service.config.models.items():
+        state = service.router.model_state(model_id)
+        if state in ("stopped", "shutdown"):
+            continue
+        entry: dict[str, object] = {
+            "model": model_id,
+            "state": state,
+            "cmd": model.cmd,
+            "proxy": model.proxy,
+            "ttl": model.ttl,
+            "name": model.name,
+            "description": model.description,
+        }
+        entries.append(entry)
+    return web.json_response({"running": entries})
+
+
+async def unload_all_plain(request: web.Request) -> web.Response:
+    await service_of(request).router.unload()
+    return web.Response(text="OK")
+
+
+async def unload_all_json(request: web.Request) -> web.Response:
+    await service_of(request).router.unload()
+    return web.json_response({"msg": "ok"})
+
+
+def _local_model(service: Service, name: str) -> str | None:
+    return service.config.resolve(name)
+
+
+async def unload_one(request: web.Request) -> web.Response:
+    service = service_of(request)
+    name = request.match_info["model"]
+    model_id = _local_model(service, name)
+    if model_id is None:
+        if service.config.peer_model(name) is not None:
+            return error_response(request, 404, "no local server found for requested model")
+        return error_response(request, 404, f"model {name!r} not found")
+    await service.router.unload([model_id])
+    return web.Response(text="OK")
+
+
+async def load_one(request: web.Request) -> web.Response:
+    """Load a model without sending it a request (same policy as a request)."""
+    service = service_of(request)
+    name = request.match_info["model"]
+    model_id = _local_model(service, name)
+    if model_id is None:
+        return error_response(request, 404, f"model {name!r} not found")
+    try:
+        await service.router.load(model_id)
+    except RoutingError as error:
+        return routing_error_response(request, error)
+    return web.json_response({"msg": "ok", "model": model_id, "state": "ready"})
+
+
+def find_model_prefix(service: Service, segments: list[str]) -> tuple[str, int] | None:
+    """The longest leading run of path segments naming a local model, alias or peer
+    model: (that name, number of segments used)."""
+    for count in range(len(segments), 0, -1):
+        name = unquote("/".join(segments[:count]))
+        if service.config.resolve(name) is not None or service.config.peer_model(name):
+            return name, count
+    return None
+
+
+async def upstream_passthrough(request: web.Request) -> web.StreamResponse:
+    """`/upstream/<model>/<path>`: raw passthrough that loads the model if needed (§2.8)."""
+    service = service_of(request)
+    raw = request.raw_path
+    raw_path, _, query = raw.partition("?")
+    segments = raw_path[len("/upstream/") :].split("/")
+    found = find_model_prefix(service, segments)
+    if found is None:
+        return error_response(request, 404, "model not found")
+    name, used = found
+    rest = "/" + "/".join(segments[used:]) if len(segments) > used else ""
+    if not rest:
+        location = f"/upstream/{'/'.join(segments[:used])}/" + (f"?{query}" if query else "")
+        if request.method in ("GET", "HEAD"):
+            raise web.HTTPMovedPermanently(location)
+        raise web.HTTPPermanentRedirect(location)
+    tail = rest + (f"?{query}" if query else "")
+    model_id = service.config.resolve(name)
+    body = await request.read()
+    if model_id is None:
+        peer = service.config.peer_model(name)
+        assert peer is not None
+        target = PeerTarget(peer[0], peer[1], peer[1])
+        inbound = Inbound(peer[1], body, None, False)
+        return await forward_to_peer(request, service, target, inbound, tail)
+    if _ignored(service, rest) and service.router.model_state(model_id) != "ready":
+        return error_response(
+            request, 409, f"model {model_id} is not loaded; path matches upstream.ignorePaths"
+        )
+    exchange = Exchange()
+    try:
+        async with service.router.lease(model_id) as lease:
+            with lease.scope:
+                return await forward(
+                    request,
+                    service.client,
+                    lease.proxy.rstrip("/") + tail,
+                    body,
+                    exchange,
+                    timeouts=service.config.models[model_id].timeouts,
+                )
+            return await end_broken(request, exchange, f"model {model_id} {lease.revoked}", 503)
+    except RoutingError as error:
+        return routing_error_response(request, error)
+
+
+def _ignored(service: Service, path: str) -> bool:
+    return any(re.search(pattern, path) for pattern in service.config.ignore_paths)

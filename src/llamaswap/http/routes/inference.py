@@ -1,0 +1,219 @@
+"""Model-routed endpoints: read the model, route it, wait for it, stream the answer.
+
+Steps for every request: read the body once; resolve the name (profile, selector,
+alias, peer); rewrite the body (filters); ask the router for a lease (admission and
+429 happen there, before any byte is sent); optionally stream loading progress while
+waiting; forward and stream back; release the lease (even when the client left).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import anyio
+from aiohttp import web
+
+from llamaswap.config import ModelConfig
+from llamaswap.runtime.events import RequestFinished
+from llamaswap.scheduling import RoutingError
+
+from ..errors import error_response, routing_error_response
+from ..extract import BadRequest, Inbound, read_inbound
+from ..filters import encode_json, needs_rewrite, rewrite_json, rewrite_multipart
+from ..loading import LoadingStream, wants_loading_stream
+from ..naming import LocalTarget, NoSelectorTarget, PeerTarget, UnknownModel, resolve
+from ..proxy import Exchange, end_broken, forward, upstream_request_headers
+from ..service import Service, service_of
+from ..usage import tokens_per_second
+from .peers import forward_to_peer
+
+POST_JSON = (
+    "/v1/chat/completions",
+    "/v1/responses",
+    "/v1/completions",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/v1/embeddings",
+    "/reranking",
+    "/rerank",
+    "/v1/rerank",
+    "/v1/reranking",
+    "/infill",
+    "/completion",
+    "/v1/audio/speech",
+    "/v1/audio/voices",
+    "/v1/images/generations",
+    "/sdapi/v1/txt2img",
+    "/sdapi/v1/img2img",
+    "/audioapi/v1/tasks/run",
+    "/v/chat/completions",
+    "/v/responses",
+    "/v/completions",
+    "/v/messages",
+    "/v/messages/count_tokens",
+    "/v/embeddings",
+    "/v/rerank",
+    "/v/reranking",
+)
+POST_MULTIPART = ("/v1/audio/transcriptions", "/v1/images/edits")
+GET_WITH_MODEL = ("/v1/audio/voices", "/sdapi/v1/loras", "/props")
+
+
+def add_routes(app: web.Application) -> None:
+    for path in (*POST_JSON, *POST_MULTIPART):
+        app.router.add_post(path, handle_model_request)
+    for path in GET_WITH_MODEL:
+        app.router.add_get(path, handle_model_request)
+
+
+def upstream_path(request: web.Request) -> str:
+    """The raw path and query to send upstream (`/v/...` and `/audioapi/...` lose the prefix)."""
+    raw = request.raw_path
+    if raw.startswith("/v/"):
+        return raw[2:]
+    if raw.startswith("/audioapi/"):
+        return raw[len("/audioapi") :]
+    return raw
+
+
+async def handle_model_request(request: web.Request) -> web.StreamResponse:
+    service = service_of(request)
+    try:
+        inbound = await read_inbound(request)
+    except BadRequest as exc:
+        return error_response(request, 400, str(exc))
+    if not inbound.model:
+        return error_response(request, 400, "no model id could be identified in the request")
+    try:
+        target = resolve(
+            inbound.model,
+            service.config,
+            profile=service.active_profile,
+            selectors=service.selectors,
+            state_of=service.router.model_state,
+        )
+    except UnknownModel as exc:
+        return error_response(request, 404, str(exc), code="model_not_found")
+    except NoSelectorTarget as exc:
+        return error_response(request, 503, str(exc))
+    reservation = (
+        service.selectors.reserve(target.selector, _target_name(target))
+        if target.selector
+        else contextlib.nullcontext()
+    )
+    with reservation:
+        if isinstance(target, PeerTarget):
+            return await forward_to_peer(request, service, target, inbound, upstream_path(request))
+        return await serve_local(request, service, target, inbound)
+
+
+def _target_name(target: LocalTarget | PeerTarget) -> str:
+    if isinstance(target, LocalTarget):
+        return target.model_id
+    return f"{target.peer_id}/{target.model}"
+
+
+async def local_body(
+    request: web.Request, model: ModelConfig, target: LocalTarget, inbound: Inbound
+) -> tuple[bytes, dict[str, str]]:
+    """The body to send upstream and any header it needs (a new multipart boundary)."""
+    renamed = model.use_model_name or (
+        target.requested if target.requested != inbound.model else ""
+    )
+    if inbound.json is not None and needs_rewrite(renamed, model.filters, target.requested):
+        document = rewrite_json(
+            inbound.json,
+            model_name=renamed or None,
+            filters=model.filters,
+            requested=target.requested,
+        )
+        return encode_json(document), {}
+    if inbound.multipart is not None and renamed:
+        body, content_type = await rewrite_multipart(inbound.multipart, renamed)
+        return body, {"Content-Type": content_type}
+    return inbound.body, {}
+
+
+async def serve_local(
+    request: web.Request, service: Service, target: LocalTarget, inbound: Inbound
+) -> web.StreamResponse:
+    model = service.config.models[target.model_id]
+    body, extra_headers = await local_body(request, model, target, inbound)
+    headers = upstream_request_headers(request)
+    headers.update(extra_headers)
+    path = upstream_path(request)
+    loading = None
+    if wants_loading_stream(path, inbound.streaming, model.send_loading_state):
+        loading = LoadingStream(request, target.model_id)
+    started = time.monotonic()
+    exchange = Exchange()
+    try:
+        async with anyio.create_task_group() as tg:
+            if loading is not None:
+                tg.start_soon(loading.run)
+            response = await _lease_and_forward(
+                request, service, target.model_id, model, path, body, headers, exchange, loading
+            )
+    finally:
+        _record(service, request, target.model_id, exchange, started)
+    return response
+
+
+async def _lease_and_forward(
+    request: web.Request,
+    service: Service,
+    model_id: str,
+    model: ModelConfig,
+    path: str,
+    body: bytes,
+    headers: object,
+    exchange: Exchange,
+    loading: LoadingStream | None,
+) -> web.StreamResponse:
+    try:
+        async with service.router.lease(
+            model_id,
+            on_position=loading.position if loading else None,
+            on_admitted=loading.admitted if loading else None,
+        ) as lease:
+            prepared = await loading.finish(ok=True) if loading else None
+            with lease.scope:
+                return await forward(
+                    request,
+                    service.client,
+                    lease.proxy.rstrip("/") + path,
+                    body,
+                    exchange,
+                    headers=headers,  # type: ignore[arg-type]
+                    timeouts=model.timeouts,
+                    prepared=prepared,
+                )
+            # only reached when the router revoked the lease (unload, crash, shutdown)
+            return await end_broken(request, exchange, f"model {model_id} {lease.revoked}", 503)
+    except RoutingError as error:
+        stream = await loading.finish(ok=False) if loading else None
+        if stream is None:
+            exchange.status = error.status
+            return routing_error_response(request, error)
+        exchange.response = stream
+        exchange.is_sse = True
+        return await end_broken(request, exchange, str(error), error.status)
+
+
+def _record(
+    service: Service, request: web.Request, model_id: str, exchange: Exchange, started: float
+) -> None:
+    elapsed = time.monotonic() - started
+    service.bus.publish(
+        RequestFinished(
+            method=request.method,
+            path=request.path,
+            model=model_id,
+            status=exchange.status,
+            duration=elapsed,
+            tokens_per_second=tokens_per_second(bytes(exchange.tail), elapsed)
+            if exchange.tail
+            else None,
+        )
+    )

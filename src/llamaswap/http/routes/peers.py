@@ -1,0 +1,70 @@
+"""Forwarding to peers: other llama-swap/llamaswap (or OpenAI-compatible) servers (§4.8).
+
+No lease and no loading stream: the peer schedules its own models. The model name is
+rewritten to the peer's own ID when the client used `<peer>/<model>`, the peer's
+filters apply, and its `apiKey` replaces the client's credentials.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from llamaswap.runtime.events import RequestFinished
+
+from ..extract import Inbound
+from ..filters import encode_json, needs_rewrite, rewrite_json, rewrite_multipart
+from ..naming import PeerTarget
+from ..proxy import Exchange, forward, upstream_request_headers
+from ..service import Service
+
+AUTH_HEADERS = frozenset({"authorization", "x-api-key"})
+
+
+async def forward_to_peer(
+    request: web.Request, service: Service, target: PeerTarget, inbound: Inbound, path: str
+) -> web.StreamResponse:
+    peer = service.config.peers[target.peer_id]
+    renamed = target.model if target.model != inbound.model else ""
+    body = inbound.body
+    headers = upstream_request_headers(
+        request, extra_drop=AUTH_HEADERS if peer.api_key else frozenset()
+    )
+    if inbound.json is not None and needs_rewrite(renamed, peer.filters, target.requested):
+        document = rewrite_json(
+            inbound.json,
+            model_name=renamed or None,
+            filters=peer.filters,
+            requested=target.requested,
+        )
+        body = encode_json(document)
+    elif inbound.multipart is not None and renamed:
+        body, content_type = await rewrite_multipart(inbound.multipart, renamed)
+        headers["Content-Type"] = content_type
+    if peer.api_key:
+        headers["Authorization"] = f"Bearer {peer.api_key}"
+        headers["x-api-key"] = peer.api_key
+    exchange = Exchange()
+    started = time.monotonic()
+    try:
+        response = await forward(
+            request,
+            service.client,
+            peer.proxy.rstrip("/") + path,
+            body,
+            exchange,
+            headers=headers,
+            timeouts=peer.timeouts,
+        )
+    finally:
+        service.bus.publish(
+            RequestFinished(
+                request.method,
+                request.path,
+                f"{target.peer_id}/{target.model}",
+                exchange.status,
+                time.monotonic() - started,
+            )
+        )
+    return response

@@ -1,0 +1,95 @@
+"""Logging as llama-swap configures it: logLevel, logTimeFormat and logToStdout.
+
+llamaswap's own messages go through Python `logging` into the `proxy` log ring (what
+/logs shows) and, when logToStdout is `proxy` or `both`, to stdout; upstream output is
+echoed to stdout when it is `upstream` or `both`. Colour only on a terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+from llamaswap.config import Config
+from llamaswap.runtime.logs import LogRing
+
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+# llama-swap's Go time layouts, as strftime formats
+TIME_FORMATS = {
+    "ansic": "%a %b %e %H:%M:%S %Y",
+    "unixdate": "%a %b %e %H:%M:%S %Z %Y",
+    "rubydate": "%a %b %d %H:%M:%S %z %Y",
+    "rfc822": "%d %b %y %H:%M %Z",
+    "rfc822z": "%d %b %y %H:%M %z",
+    "rfc850": "%A, %d-%b-%y %H:%M:%S %Z",
+    "rfc1123": "%a, %d %b %Y %H:%M:%S %Z",
+    "rfc1123z": "%a, %d %b %Y %H:%M:%S %z",
+    "rfc3339": "%Y-%m-%dT%H:%M:%S%z",
+    "rfc3339nano": "%Y-%m-%dT%H:%M:%S.%f%z",
+    "kitchen": "%I:%M%p",
+    "stamp": "%b %e %H:%M:%S",
+    "stampmilli": "%b %e %H:%M:%S.%f",
+    "stampmicro": "%b %e %H:%M:%S.%f",
+    "stampnano": "%b %e %H:%M:%S.%f",
+}
+COLOURS = {"DEBUG": "\033[2m", "INFO": "\033[36m", "WARNING": "\033[33m", "ERROR": "\033[31m"}
+RESET = "\033[0m"
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, time_format: str, colour: bool) -> None:
+        super().__init__()
+        self._time_format = TIME_FORMATS.get(time_format.strip().lower(), "")
+        self._colour = colour
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = self.formatTime(record, self._time_format) + " " if self._time_format else ""
+        level = record.levelname
+        if self._colour:
+            level = f"{COLOURS.get(level, '')}{level}{RESET}"
+        text = f"{stamp}[{level}] {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+class RingHandler(logging.Handler):
+    """Feeds formatted records into a LogRing (what /logs and /logs/stream serve)."""
+
+    def __init__(self, ring: LogRing) -> None:
+        super().__init__()
+        self.ring = ring
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            for line in self.format(record).splitlines() or [""]:
+                self.ring.append(line)
+        except Exception:  # logging must never raise
+            self.handleError(record)
+
+
+def configure(config: Config, proxy_log: LogRing, stream: TextIO | None = None) -> None:
+    """Route llamaswap's logging per the config (safe to call again after a reload)."""
+    stream = stream or sys.stdout
+    root = logging.getLogger("llamaswap")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(LEVELS.get(config.log_level.strip().lower(), logging.INFO))
+    root.propagate = False
+    ring_handler = RingHandler(proxy_log)
+    ring_handler.setFormatter(_Formatter(config.log_time_format, colour=False))
+    root.addHandler(ring_handler)
+    if config.log_to_stdout in ("proxy", "both"):
+        console = logging.StreamHandler(stream)
+        console.setFormatter(_Formatter(config.log_time_format, colour=stream.isatty()))
+        root.addHandler(console)
+
+
+def echoes_upstream(config: Config) -> bool:
+    return config.log_to_stdout in ("upstream", "both")
