@@ -44,7 +44,7 @@ class CountsUnreceivedGrants(Scheduler):
         self._waiting.pop(request.id, None)
         self._effects.grant(request)
         self._granted[request.id] = request.model
-        self._in_flight[request.model] += 1
+        self._in_flight[request.model] = self._in_flight.get(request.model, 0) + 1
 
 
 class IgnoresStarvation(Scheduler):

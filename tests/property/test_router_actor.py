@@ -71,7 +71,7 @@ async def settle() -> None:
 class Client:
     model: str
     release: anyio.Event
-    outcome: str = "waiting"  # waiting | holding | done | rejected | cancelled | left
+    outcome: str = "waiting"  # waiting | holding | done | rejected | cancelled | left | revoked
     future: Future[Any] | None = None
     unloaded_while_holding: bool = False
 
@@ -87,10 +87,11 @@ class World:
 
 async def _client(world: World, client: Client) -> None:
     try:
-        async with world.router.lease(client.model):
+        async with world.router.lease(client.model) as lease:
             client.outcome = "holding"
-            await client.release.wait()
-        client.outcome = "done"
+            with lease.scope:  # as the HTTP handler does: a revoked lease ends the request
+                await client.release.wait()
+        client.outcome = "revoked" if lease.scope.cancelled_caught else "done"
     except RoutingError:
         client.outcome = "rejected"
     except anyio.get_cancelled_exc_class():

@@ -20,7 +20,6 @@ flight on its evictees finish.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -113,11 +112,14 @@ class Scheduler:
         self._queue: list[Request] = []
         self._waiting: dict[int, Request] = {}  # admitted, not yet granted
         self._granted: dict[int, str] = {}  # request id -> model, while in flight
-        self._in_flight: Counter[str] = Counter()
-        self._reserved: Counter[str] = Counter()
+        self._in_flight: dict[str, int] = {}  # only models with requests in flight
+        self._reserved: dict[str, int] = {}  # queued + waiting + in flight, per model
         self._last_used: dict[str, float] = {}
         self._idle_since: dict[str, float] = {}
         self._closed = False
+        self._running: frozenset[str] | None = None  # cache of running(); see _changed()
+        # live views: the policies read them without copies
+        self._usage = Usage(last_used=self._last_used, busy=self._in_flight.keys())
 
     # -- read-only views (for snapshots, metrics and tests) -----------------------------
 
@@ -125,7 +127,7 @@ class Scheduler:
         return self._view.get(model, "stopped")
 
     def in_flight(self, model: str) -> int:
-        return self._in_flight[model]
+        return self._in_flight.get(model, 0)
 
     def queued(self) -> list[Request]:
         return list(self._queue)
@@ -141,8 +143,14 @@ class Scheduler:
 
     def running(self) -> frozenset[str]:
         """Models holding resources now or committed to: not stopped, or a swap target."""
-        running = {m for m, state in self._view.items() if state in RUNNING_STATES}
-        return frozenset(running | self._active.keys())
+        if self._running is None:
+            running = {m for m, state in self._view.items() if state in RUNNING_STATES}
+            self._running = frozenset(running | self._active.keys())
+        return self._running
+
+    def _changed(self) -> None:
+        """Call after any change to the process view or the active swaps."""
+        self._running = None
 
     def _staying(self) -> frozenset[str]:
         """Running models that will still run once the stops under way complete."""
@@ -167,11 +175,12 @@ class Scheduler:
         if rules is None:
             self._effects.reject(request, ModelNotFound(model))
             return
-        if self._reserved[model] >= rules.limit:
+        reserved = self._reserved.get(model, 0)
+        if reserved >= rules.limit:
             self._effects.reject(request, TooManyRequests(model, rules.limit))
             return
         request.priority = rules.priority
-        self._reserved[model] += 1
+        self._reserved[model] = reserved + 1
         self._waiting[request.id] = request
         if not self._place(request, now):
             self._enqueue(request)
@@ -195,10 +204,12 @@ class Scheduler:
         model = self._granted.pop(request_id, None)
         if model is None:
             return
-        self._in_flight[model] -= 1
+        remaining = self._in_flight[model] - 1
         self._release(model)
         self._last_used[model] = now
-        if self._in_flight[model] <= 0:
+        if remaining > 0:
+            self._in_flight[model] = remaining
+        else:
             del self._in_flight[model]
             self._mark_idle(model, now)
             self._drain(now)
@@ -208,6 +219,7 @@ class Scheduler:
         swap = self._active.pop(target, None)
         if swap is None:
             return  # cancelled by an unload or shutdown
+        self._changed()
         if error is None and self._view.get(target) != "ready":
             error = f"model {target} is {self._view.get(target)} after its start"
         for waiter in swap.waiters:
@@ -224,6 +236,7 @@ class Scheduler:
         if model not in self.rules:
             return
         self._view[model] = state
+        self._changed()
         if state == "ready":
             self._mark_idle(model, now)
         else:
@@ -241,6 +254,7 @@ class Scheduler:
         for model in expired:
             del self._idle_since[model]
             self._view[model] = "stopping"
+            self._changed()
         if expired:
             self._effects.stop(tuple(sorted(expired)), "ttl")
 
@@ -259,6 +273,7 @@ class Scheduler:
             if self._view.get(model) in RUNNING_STATES:
                 self._view[model] = "stopping"
             self._idle_since.pop(model, None)
+        self._changed()
         self._drain(now)
         return tuple(targets)
 
@@ -271,6 +286,7 @@ class Scheduler:
             self._fail(request, ShuttingDown())
         self._queue.clear()
         self._idle_since.clear()
+        self._changed()
 
     def reconfigure(
         self, rules: Mapping[str, ModelRules], policy: Policy, changed: Iterable[str], now: float
@@ -289,6 +305,7 @@ class Scheduler:
                 self._fail(request, ModelNotFound(model))
         for model in restart:
             swap = self._active.pop(model, None)
+            self._changed()
             if swap is not None:
                 self._effects.cancel_swap(model)
                 self._queue[:0] = swap.waiters
@@ -302,6 +319,7 @@ class Scheduler:
             self._idle_since.pop(model, None)
         for model in removed:
             self._view.pop(model, None)
+        self._changed()
         self._drain(now)
         return tuple(removed + restart)
 
@@ -318,7 +336,7 @@ class Scheduler:
             swap.waiters.append(request)
             return True
         try:
-            evict = self.policy.evict_for(model, self.running(), self._usage())
+            evict = self.policy.evict_for(model, self.running(), self._usage)
         except CannotFit as exc:
             self._fail(request, Unschedulable(str(exc)))
             return True
@@ -332,6 +350,7 @@ class Scheduler:
         if self._any_busy(evict):
             return False
         self._active[model] = Swap(model, evict, [request], now)
+        self._changed()
         for evictee in evict:
             self._idle_since.pop(evictee, None)
         self._idle_since.pop(model, None)
@@ -351,7 +370,7 @@ class Scheduler:
 
     def _any_busy(self, models: tuple[str, ...]) -> bool:
         """Does any of `models` have requests in flight? (Those are never stopped.)"""
-        return any(self._in_flight[m] for m in models)
+        return any(m in self._in_flight for m in models)
 
     def _blockers(self, request: Request, now: float) -> list[Request]:
         """Queued requests past the starvation bound that take precedence over `request`.
@@ -372,7 +391,7 @@ class Scheduler:
     def _delays(self, model: str, evict: tuple[str, ...], blockers: list[Request]) -> bool:
         """Would serving `model` (evicting `evict`) make a starving request wait longer?"""
         running = self._staying() | {model}
-        usage = self._usage()
+        usage = self._usage
         for starving in blockers:
             if starving.model == model:
                 continue
@@ -420,7 +439,7 @@ class Scheduler:
         model = request.model
         if self._effects.grant(request):
             self._granted[request.id] = model
-            self._in_flight[model] += 1
+            self._in_flight[model] = self._in_flight.get(model, 0) + 1
             self._last_used[model] = now
             self._idle_since.pop(model, None)
         else:
@@ -432,14 +451,17 @@ class Scheduler:
         self._effects.reject(request, error)
 
     def _release(self, model: str) -> None:
-        self._reserved[model] -= 1
-        if self._reserved[model] <= 0:
+        left = self._reserved[model] - 1
+        if left > 0:
+            self._reserved[model] = left
+        else:
             del self._reserved[model]
 
     def _cancel_swap_of(self, target: str, make_error: Callable[[str], RoutingError]) -> None:
         swap = self._active.pop(target, None)
         if swap is None:
             return
+        self._changed()
         self._effects.cancel_swap(target)
         for waiter in swap.waiters:
             self._fail(waiter, make_error(target))
@@ -451,18 +473,14 @@ class Scheduler:
             rules is not None
             and rules.ttl > 0
             and self._view.get(model) == "ready"
-            and not self._in_flight[model]
+            and model not in self._in_flight
             and model not in self._active
         ):
             self._idle_since.setdefault(model, now)
 
     def _may_expire(self, model: str) -> bool:
-        if self._in_flight[model] or model in self._active:
+        if model in self._in_flight or model in self._active:
             return False
         if any(model in swap.evict for swap in self._active.values()):
             return False
         return not any(r.model == model for r in self._queue)
-
-    def _usage(self) -> Usage:
-        busy = frozenset(m for m, count in self._in_flight.items() if count > 0)
-        return Usage(last_used=self._last_used, busy=busy)

@@ -199,6 +199,8 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
 
         def teardown(self) -> None:
             """Liveness: once processes cooperate and clients finish, nobody is left waiting."""
+            if self.world.violated:
+                return  # the run already failed; its state proves nothing more
             for _ in range(TEARDOWN_ROUNDS):
                 if not self._make_progress():
                     break

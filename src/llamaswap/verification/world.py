@@ -60,6 +60,7 @@ class World:
     co_running_sets: set[frozenset[str]] = field(default_factory=set)
     last_used: dict[str, float] = field(default_factory=dict)
     step: int = 0  # rules run so far
+    violated: bool = False  # an invariant already failed: later judgements are moot
     starving_since: dict[int, int] = field(default_factory=dict)  # request id -> step
     log: list[str] = field(default_factory=list)
     scheduler: Scheduler | None = None
@@ -75,6 +76,12 @@ class World:
 
     def in_flight(self, model: str) -> int:
         return sum(1 for r in self.requests.values() if r.model == model and r.status == "granted")
+
+    def _violation(
+        self, kind: str, message: str, *, models: frozenset[str] = frozenset(), rule: str = ""
+    ) -> InvariantViolation:
+        self.violated = True
+        return InvariantViolation(kind, message, models=models, rule=rule)
 
     def usage(self) -> Usage:
         """Busy and last-used models as the clients experienced them."""
@@ -99,7 +106,7 @@ class World:
     def grant(self, request: Request) -> bool:
         client = self.requests[request.id]
         if client.status != "waiting":
-            raise InvariantViolation(
+            raise self._violation(
                 "exactly-once", f"request #{request.id} granted while {client.status}"
             )
         if client.gone:
@@ -114,7 +121,7 @@ class World:
     def reject(self, request: Request, error: RoutingError) -> None:
         client = self.requests[request.id]
         if client.status != "waiting":
-            raise InvariantViolation(
+            raise self._violation(
                 "exactly-once", f"request #{request.id} rejected while {client.status}"
             )
         client.status = "rejected"
@@ -123,10 +130,10 @@ class World:
 
     def start_swap(self, target: str, evict: tuple[str, ...]) -> None:
         if target in self.swaps:
-            raise InvariantViolation("exactly-once", f"two swaps to {target} at once")
+            raise self._violation("exactly-once", f"two swaps to {target} at once")
         for model in evict:
             if self.in_flight(model):
-                raise InvariantViolation(
+                raise self._violation(
                     "busy eviction",
                     f"swap to {target} evicts {model} with {self.in_flight(model)} requests "
                     "in flight",
@@ -148,7 +155,7 @@ class World:
     def stop(self, models: tuple[str, ...], reason: str) -> None:
         for model in models:
             if self.in_flight(model):
-                raise InvariantViolation(
+                raise self._violation(
                     "busy eviction",
                     f"{reason} stop of {model} with {self.in_flight(model)} requests in flight",
                     models=frozenset({model}),
@@ -165,7 +172,7 @@ class World:
     def _check_persistent(self, target: str, evicted: str) -> None:
         group = self.scenario.group_of(evicted)
         if group is not None and group.persistent and self.scenario.group_of(target) is not group:
-            raise InvariantViolation(
+            raise self._violation(
                 "persistent",
                 f"swap to {target} evicts {evicted} of persistent group {group.name}",
                 models=frozenset({target, evicted}),
@@ -202,7 +209,7 @@ class World:
                 starving.model, running, usage
             )
             if blocks:
-                raise InvariantViolation(
+                raise self._violation(
                     "starvation",
                     f"request #{client.id} for {model} {what} although request "
                     f"#{starving.id} for {starving.model} has waited "
@@ -219,7 +226,7 @@ class World:
         counts = Counter(r.model for r in self.requests.values() if r.status == "granted")
         for model in self.scenario.models:
             if scheduler.in_flight(model) != counts[model]:
-                raise InvariantViolation(
+                raise self._violation(
                     "in-flight accounting",
                     f"{model}: scheduler counts {scheduler.in_flight(model)} in flight, "
                     f"clients hold {counts[model]}",
@@ -227,7 +234,7 @@ class World:
                 )
         waiting = sum(1 for r in self.requests.values() if r.status == "waiting")
         if scheduler.waiting_count() != waiting:
-            raise InvariantViolation(
+            raise self._violation(
                 "exactly-once",
                 f"scheduler has {scheduler.waiting_count()} waiting, clients {waiting}",
             )
@@ -258,7 +265,7 @@ class World:
         for group in scenario.groups or ():
             together = running & set(group.members)
             if group.swap and len(together) > 1:
-                raise InvariantViolation(
+                raise self._violation(
                     "swap group",
                     f"{', '.join(sorted(together))} of swap group {group.name} run together",
                     models=together,
@@ -266,7 +273,7 @@ class World:
                 )
         sets = scenario.matrix_sets
         if sets is not None and len(running) > 1 and not any(running <= s for s in sets):
-            raise InvariantViolation(
+            raise self._violation(
                 "matrix",
                 f"{', '.join(sorted(running))} run together but no matrix set allows it",
                 models=running,
@@ -278,7 +285,7 @@ class World:
             if len(running) > 1:
                 first, *rest = sorted(running)
                 rule = scenario.policy.rule_for(rest[0], first) if rest else ""
-            raise InvariantViolation(
+            raise self._violation(
                 "capacity",
                 f"{', '.join(sorted(running))} run together needing {totals}, "
                 f"the machine has {dict(resources.capacity)}",
