@@ -7,7 +7,7 @@ stopped noticing any of them, its green runs would mean nothing.
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from llamaswap.scheduling import Group, GroupPolicy, ModelRules, Request, Scheduler
@@ -16,7 +16,7 @@ from llamaswap.verification import InvariantViolation, Scenario, build_explorati
 HUNT = settings(
     max_examples=400,
     stateful_step_count=30,
-    derandomize=True,
+    database=None,
     deadline=None,
     report_multiple_bugs=False,
     phases=[Phase.generate],  # the first failure is proof enough; shrinking costs time
@@ -55,8 +55,11 @@ class IgnoresStarvation(Scheduler):
 
 
 def hunt(scenario: Scenario) -> InvariantViolation:
+    # An explicit seed, not derandomize: derandomized runs of different state machines
+    # share one test function, so their examples would depend on which tests ran first.
+    machine = seed(20261123)(build_exploration(scenario))
     with pytest.raises(InvariantViolation) as caught:
-        run_state_machine_as_test(build_exploration(scenario), settings=HUNT)
+        run_state_machine_as_test(machine, settings=HUNT)
     return caught.value
 
 

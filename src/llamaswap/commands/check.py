@@ -1,15 +1,62 @@
-"""`llamaswap check` (not built yet)."""
+"""`llamaswap check`: prove a config's routing policy with the property suite.
+
+Builds the scheduler and policy the server would, starts no process, and explores
+them (see `llamaswap.policytools.checker`). Exit 0 when no problem is found, 1 with
+a report of every problem, 2 when the config itself is invalid.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+
+from llamaswap.config.report import load_or_report
+from llamaswap.policytools.checker import check_config
+from llamaswap.policytools.exploration import DEFAULT_EXAMPLES
+from llamaswap.policytools.report import render_text, to_json
+
+from .config import add_source_arguments
+
+EXIT_SAFE, EXIT_VIOLATION, EXIT_INVALID = 0, 1, 2
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    add_source_arguments(parser)
+    parser.add_argument(
+        "--examples",
+        type=_positive,
+        default=DEFAULT_EXAMPLES,
+        metavar="N",
+        help=f"Hypothesis examples to explore (default {DEFAULT_EXAMPLES})",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        metavar="S",
+        help="explore with this seed (default: derandomized, the same run every time)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("llamaswap check: not built yet", file=sys.stderr)
-    return 2
+    if args.config is None and args.config_dir is None:
+        print("llamaswap check: give --config FILE and/or --config-dir DIR", file=sys.stderr)
+        return EXIT_INVALID
+    config = load_or_report(args.config, args.config_dir, sys.stderr)
+    if config is None:
+        return EXIT_INVALID
+    source = args.config or args.config_dir
+    report = check_config(config, examples=args.examples, seed=args.seed, source=source)
+    if args.json:
+        print(json.dumps(to_json(report), indent=2))
+    else:
+        sys.stdout.write(render_text(report))
+    return EXIT_SAFE if report.ok else EXIT_VIOLATION

@@ -12,7 +12,8 @@ import argparse
 import sys
 from typing import TextIO
 
-from llamaswap.config import ConfigError, format_config, load_config
+from llamaswap.config import format_config
+from llamaswap.config.report import load_or_report
 
 EXIT_INVALID = 2
 
@@ -53,18 +54,8 @@ def check(
 ) -> int:
     """Load, print the normalised config (or the problems); returns the exit status."""
     out = out or sys.stdout
-    err = err or sys.stderr
-    try:
-        config = load_config(path, config_dir=config_dir)
-    except ConfigError as exc:
-        for problem in exc.warnings:
-            print(f"warning: {problem}", file=err)
-        count = len(exc.problems)
-        print(f"invalid config ({count} problem{'s' if count != 1 else ''}):", file=err)
-        for problem in exc.problems:
-            print(problem, file=err)
+    config = load_or_report(path, config_dir, err or sys.stderr)
+    if config is None:
         return EXIT_INVALID
-    for warning in config.warnings:
-        print(f"warning: {warning}", file=err)
     out.write(format_config(config))
     return 0

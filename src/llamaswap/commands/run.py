@@ -47,7 +47,7 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 def run(args: argparse.Namespace) -> int:
     from llamaswap.commands.summary import summary
-    from llamaswap.config import ConfigError, load_config
+    from llamaswap.config.report import load_or_report
     from llamaswap.demo import demo_config
     from llamaswap.http.service import DEFAULT_MAX_BODY
     from llamaswap.server import RunOptions, run_server
@@ -63,11 +63,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"llamaswap run: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     if args.config or args.config_dir:
-        try:
-            config = load_config(args.config, config_dir=args.config_dir)
-        except ConfigError as exc:
-            print(f"llamaswap: the config is invalid; nothing was started.\n{exc}", file=sys.stderr)
+        loaded = load_or_report(args.config, args.config_dir, sys.stderr)
+        if loaded is None:
+            print("llamaswap: nothing was started.", file=sys.stderr)
             return EXIT_BAD_CONFIG
+        config = loaded
     else:
         config = demo_config()
     options = RunOptions(

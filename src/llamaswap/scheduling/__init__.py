@@ -20,6 +20,7 @@ from .policies import (
     Policy,
     Resources,
     Usage,
+    rules_allowing,
 )
 from .scheduler import Effects, ModelRules, Request, Scheduler, Swap
 
@@ -46,4 +47,5 @@ __all__ = [
     "TooManyRequests",
     "Unschedulable",
     "Usage",
+    "rules_allowing",
 ]

@@ -72,7 +72,9 @@ def build_policy(config: Config, *, guard: bool = True) -> Policy:
             raise ValueError("routing.router.use: fit needs top-level resources")
         return FitPolicy(resources)
     policy: Policy
-    if routing.router == "matrix" and routing.matrix is not None:
+    if routing.router == "matrix":
+        if routing.matrix is None:
+            raise ValueError("routing.router.use: matrix needs routing.router.settings.matrix")
         policy = MatrixPolicy(matrix_alternatives(config), routing.matrix.evict_costs)
     else:
         policy = GroupPolicy(groups_of(config))

@@ -53,6 +53,26 @@ class Policy(Protocol):
         ...
 
 
+def rules_allowing(policy: Policy, models: Collection[str]) -> tuple[str, ...]:
+    """The YAML rules that let these models run together, pair by pair.
+
+    `rule_for(target, other)` explains why loading `target` keeps `other`, so it is
+    asked only in the directions the policy really keeps the other model.
+    """
+    rules: list[str] = []
+    for target in sorted(models):
+        for other in sorted(models):
+            if other == target:
+                continue
+            try:
+                evicted = policy.evict_for(target, frozenset({other}))
+            except CannotFit:
+                continue
+            if other not in evicted:
+                rules.append(policy.rule_for(target, other))
+    return tuple(dict.fromkeys(rules))
+
+
 # --- groups ---------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ in teardown everything is allowed to finish: then every request must be resolved
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
@@ -84,6 +85,8 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
         @precondition(lambda self: bool(self.late_cancels))
         @rule()
         def late_cancel_arrives(self) -> None:
+            rid = self.late_cancels[0]
+            self.world.say(f"the cancel of request #{rid} reaches the router")
             self._deliver_cancel(self.late_cancels.pop(0))
 
         def _deliver_cancel(self, rid: int) -> None:
@@ -112,6 +115,9 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
             self._evictees_stop(target)
 
         def _evictees_stop(self, target: str) -> None:
+            evicted = [m for m in self.world.swaps[target] if m != target]
+            stopped = f"{', '.join(evicted)} stopped; " if evicted else ""
+            self.world.say(f"{stopped}{target} starts loading")
             for model in (*self.world.swaps[target], target):
                 if model in self.world.stopping or (
                     model != target and self.world.processes[model] != "stopped"
@@ -166,6 +172,7 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
 
         @rule(seconds=st.sampled_from(CLOCK_STEPS))
         def clock_advances(self, seconds: float) -> None:
+            self.world.say(f"{seconds:g}s pass")
             self.world.now += seconds
             self.scheduler.tick(self.world.now)
 
@@ -199,8 +206,8 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
 
         def teardown(self) -> None:
             """Liveness: once processes cooperate and clients finish, nobody is left waiting."""
-            if self.world.violated:
-                return  # the run already failed; its state proves nothing more
+            if self.world.violated or sys.exc_info()[1] is not None:
+                return  # a step already failed: report that, not its consequences
             for _ in range(TEARDOWN_ROUNDS):
                 if not self._make_progress():
                     break

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from llamaswap.scheduling import Request, RoutingError, Scheduler, Usage
+from llamaswap.scheduling import Request, RoutingError, Scheduler, Usage, rules_allowing
 
 from .scenario import Scenario
 
@@ -280,15 +280,10 @@ class World:
             )
         resources = scenario.resources
         if resources is not None and scenario.check_capacity and not resources.fits(running):
-            totals = resources.total(running)
-            rule = ""
-            if len(running) > 1:
-                first, *rest = sorted(running)
-                rule = scenario.policy.rule_for(rest[0], first) if rest else ""
             raise self._violation(
                 "capacity",
-                f"{', '.join(sorted(running))} run together needing {totals}, "
+                f"{', '.join(sorted(running))} run together needing {resources.total(running)}, "
                 f"the machine has {dict(resources.capacity)}",
                 models=running,
-                rule=rule,
+                rule="; ".join(rules_allowing(scenario.policy, running)),
             )
