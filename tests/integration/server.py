@@ -10,6 +10,7 @@ the server stops by itself at the end, and every upstream it started is stopped.
 
 from __future__ import annotations
 
+import shlex
 import socket
 import textwrap
 from collections.abc import AsyncIterator
@@ -53,7 +54,7 @@ def free_port_block(count: int) -> int:
 
 def fake_model(name: str, *options: str, extra: str = "") -> str:
     """YAML for one model served by the fake upstream (`extra`: more YAML keys, indented 4)."""
-    cmd = " ".join(upstream_command("${PORT}", "--silent", "--model", name, *options))
+    cmd = shlex.join(upstream_command("${PORT}", "--silent", "--model", name, *options))
     lines = [f"  {name}:", f"    cmd: {cmd}", "    proxy: http://127.0.0.1:${PORT}"]
     if extra:
         lines.append(textwrap.indent(textwrap.dedent(extra).strip(), "    "))
@@ -84,7 +85,9 @@ class RunningServer:
 
 
 @asynccontextmanager
-async def running_server(yaml_text: str, *, max_body: int | None = None) -> AsyncIterator[RunningServer]:
+async def running_server(
+    yaml_text: str, *, max_body: int | None = None
+) -> AsyncIterator[RunningServer]:
     config = parse_config(yaml_text)
     service = make_service(config, max_body) if max_body else make_service(config)
     logsetup.configure(config, service.proxy_log)

@@ -10,7 +10,9 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_chat_round_trip_and_swap() -> None:
-    yaml = config_yaml(fake_model("a", "--respond", "from-a"), fake_model("b", "--respond", "from-b"))
+    yaml = config_yaml(
+        fake_model("a", "--respond", "from-a"), fake_model("b", "--respond", "from-b")
+    )
     async with running_server(yaml) as server, server.client() as http:
         for model in ("a", "b", "a"):
             body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}

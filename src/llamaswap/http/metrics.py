@@ -1,0 +1,158 @@
+"""Prometheus metrics about swaps, queues and requests, fed from runtime events.
+
+Each application owns its registry rather than using prometheus-client's global one:
+a process may build many applications (tests do), and the global registry refuses a
+metric name registered twice. The values come from bus listeners, which run
+synchronously inside the router and the request handlers; so every update is a few
+dictionary operations, and a failing update is logged and dropped, never raised into
+the code that published the event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+
+from llamaswap.runtime.events import (
+    EventBus,
+    ProcessStateChanged,
+    RequestFinished,
+    RouterSnapshot,
+    SwapFinished,
+    SwapStarted,
+)
+
+log = logging.getLogger("llamaswap.metrics")
+
+# Every process state (specs/process.fsm.yaml): the state gauge is one-hot over these.
+PROCESS_STATES = ("stopped", "starting", "ready", "stopping", "shutdown")
+# Loads take from well under a second (small models, warm page cache) to minutes.
+LOAD_BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+# Requests range from a quick embedding to a long generation.
+REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class Metrics:
+    """The collectors of one application and the bus listener that updates them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.swaps = Counter(
+            "llamaswap_swaps_total",
+            "Swaps started to load a model (evicting others as needed).",
+            ["model"],
+            registry=registry,
+        )
+        self.swap_failures = Counter(
+            "llamaswap_swap_failures_total",
+            "Swaps that ended without the model becoming ready.",
+            ["model"],
+            registry=registry,
+        )
+        self.load_seconds = Histogram(
+            "llamaswap_load_seconds",
+            "Seconds from the swap decision until the model was ready (successful swaps).",
+            ["model"],
+            buckets=LOAD_BUCKETS,
+            registry=registry,
+        )
+        self.queue_length = Gauge(
+            "llamaswap_queue_length",
+            "Requests waiting for the model (queued or waiting on its swap).",
+            ["model"],
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "llamaswap_in_flight",
+            "Requests currently being served by the model.",
+            ["model"],
+            registry=registry,
+        )
+        self.request_seconds = Histogram(
+            "llamaswap_request_seconds",
+            "Duration of proxied requests, including any wait for a swap.",
+            ["model"],
+            buckets=REQUEST_BUCKETS,
+            registry=registry,
+        )
+        self.requests = Counter(
+            "llamaswap_requests_total",
+            "Proxied requests by model and HTTP status.",
+            ["model", "status"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "llamaswap_errors_total",
+            "Proxied requests answered with a status of 400 or more.",
+            ["model"],
+            registry=registry,
+        )
+        self.model_state = Gauge(
+            "llamaswap_model_state",
+            "1 for the model's current process state, 0 for the others.",
+            ["model", "state"],
+            registry=registry,
+        )
+        # Models with a queue/in-flight series: a snapshot omits idle models, and
+        # their series must drop to 0 rather than keep the last busy value.
+        self._gauged: set[str] = set()
+
+    def seed(
+        self, models: list[str], state_of: Callable[[str], str], snapshot: RouterSnapshot
+    ) -> None:
+        """Start from the current state, so idle models show 0 before any event arrives."""
+        for model in models:
+            self._set_state(model, state_of(model))
+        self._gauged.update(models)
+        self._set_counts(snapshot)
+
+    def attach(self, bus: EventBus) -> None:
+        bus.add_listener(self.observe)
+
+    def detach(self, bus: EventBus) -> None:
+        bus.remove_listener(self.observe)
+
+    def observe(self, event: object) -> None:
+        """The bus listener: never raises, whatever the event."""
+        try:
+            self._update(event)
+        except Exception:
+            log.warning("metrics: could not record %r", event, exc_info=True)
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The registry in the format the scraper accepts: (body, Content-Type)."""
+        encode, content_type = choose_encoder(accept or "")
+        return encode(self.registry), content_type
+
+    def _update(self, event: object) -> None:
+        match event:
+            case SwapStarted(target=target):
+                self.swaps.labels(target).inc()
+            case SwapFinished(target=target, seconds=seconds, error=error):
+                if error:
+                    self.swap_failures.labels(target).inc()
+                else:
+                    self.load_seconds.labels(target).observe(seconds)
+            case RouterSnapshot():
+                self._set_counts(event)
+            case ProcessStateChanged(model=model, new=new):
+                self._set_state(model, new)
+            case RequestFinished(model=model, status=status, duration=duration):
+                self.request_seconds.labels(model).observe(duration)
+                self.requests.labels(model, str(status)).inc()
+                if status >= 400:
+                    self.errors.labels(model).inc()
+
+    def _set_counts(self, snapshot: RouterSnapshot) -> None:
+        self._gauged.update(snapshot.queued, snapshot.in_flight)
+        for model in self._gauged:
+            self.queue_length.labels(model).set(snapshot.queued.get(model, 0))
+            self.in_flight.labels(model).set(snapshot.in_flight.get(model, 0))
+
+    def _set_state(self, model: str, current: str) -> None:
+        for state in PROCESS_STATES:
+            self.model_state.labels(model, state).set(1 if state == current else 0)

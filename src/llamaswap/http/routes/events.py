@@ -1,0 +1,210 @@
+"""`GET /api/events`: one SSE stream of everything the web UI shows live.
+
+A browser keeps this one connection open instead of polling: model states, the router's
+state, queue and in-flight counts, swaps, finished requests and log lines. Each frame is
+`event: message` with a JSON `{"type", "data"}` body whose `data` is an object (llama-swap
+encodes it a second time as a string; nothing here needs that).
+
+The stream is lossy by design: it reads one bounded subscription, so a client that falls
+behind misses events instead of slowing the router or the log writers. A missed state
+change costs nothing lasting, because every `modelStatus` carries every model's state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+import anyio
+from aiohttp import web
+
+from llamaswap.runtime.events import (
+    LogLine,
+    ProcessStateChanged,
+    RequestFinished,
+    RouterSnapshot,
+    RouterStateChanged,
+    Subscription,
+    SwapFinished,
+    SwapStarted,
+)
+
+from ..service import Service, service_of
+
+BUFFER = 1024
+KEEPALIVE_SECONDS = 15.0
+KEEPALIVE = b": keepalive\n\n"
+END_STATES = frozenset({"draining", "shutdown"})
+HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class Streams:
+    """The cancel scopes of the open event streams, so a server shutdown ends them at once
+    (aiohttp would otherwise wait its whole shutdown timeout for them to finish)."""
+
+    def __init__(self) -> None:
+        self.scopes: set[anyio.CancelScope] = set()
+
+    async def close_all(self, _app: web.Application) -> None:
+        for scope in list(self.scopes):
+            scope.cancel()
+
+
+STREAMS = web.AppKey("llamaswap_event_streams", Streams)
+
+
+def add_routes(app: web.Application) -> None:
+    streams = app[STREAMS] = Streams()
+    app.on_shutdown.append(streams.close_all)
+    app.router.add_get("/api/events", events)
+
+
+def frame(kind: str, data: dict[str, Any]) -> bytes:
+    """One SSE frame; json.dumps escapes newlines, so the payload is always one `data:` line."""
+    payload = json.dumps({"type": kind, "data": data}, ensure_ascii=False, separators=(",", ":"))
+    return f"event: message\ndata: {payload}\n\n".encode()
+
+
+def model_status(service: Service, changed: ProcessStateChanged | None = None) -> bytes:
+    """Every local model with its state. The changed model takes the state from its event,
+    not from the actor, so a fast starting->ready still shows both steps in order."""
+    router = service.router
+    config = router.config  # the router's config is the new one as soon as a reload is done
+    models = []
+    for model_id in sorted(config.models):
+        model = config.models[model_id]
+        state = router.model_state(model_id)
+        if changed is not None and changed.model == model_id:
+            state = changed.new
+        models.append(
+            {
+                "id": model_id,
+                "name": model.name,
+                "description": model.description,
+                "state": state,
+                "unlisted": model.unlisted,
+                "aliases": list(model.all_aliases),
+            }
+        )
+    return frame("modelStatus", {"models": models})
+
+
+def queue(snapshot: RouterSnapshot) -> bytes:
+    return frame("queue", {"queued": dict(snapshot.queued), "inFlight": dict(snapshot.in_flight)})
+
+
+def log_data(source: str, text: str) -> bytes:
+    return frame("logData", {"source": source, "data": text})
+
+
+def encode(service: Service, event: object) -> bytes:
+    """The frames for one bus or log event (empty for events the UI does not show)."""
+    match event:
+        case ProcessStateChanged():
+            return model_status(service, event)
+        case RouterStateChanged(old=old, new=new):
+            state = frame("routerState", {"state": new})
+            if old == "reloading":  # models may have been added, removed or renamed
+                state += model_status(service)
+            return state
+        case RouterSnapshot():
+            return queue(event)
+        case SwapStarted(target=target, evict=evict):
+            return frame("swap", {"phase": "started", "target": target, "evict": list(evict)})
+        case SwapFinished(target=target, seconds=seconds, error=error):
+            data = {"phase": "finished", "target": target, "seconds": seconds, "error": error}
+            return frame("swap", data)
+        case RequestFinished():
+            return frame(
+                "activity",
+                {
+                    "method": event.method,
+                    "path": event.path,
+                    "model": event.model,
+                    "status": event.status,
+                    "duration": event.duration,
+                    "tokensPerSecond": event.tokens_per_second,
+                    "at": event.at,
+                },
+            )
+        case LogLine(source=source, text=text):
+            return log_data(source, text)
+    return b""
+
+
+def initial_burst(service: Service, history: bool) -> bytes:
+    """What a new client needs before live events make sense: the current picture."""
+    burst = model_status(service)
+    burst += frame("routerState", {"state": service.router.state})
+    burst += queue(service.router.snapshot)
+    if history:
+        for ring in (service.proxy_log, service.upstream_log):
+            burst += b"".join(log_data(ring.source, line) for line in ring.lines())
+    return burst
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Stream until the client leaves or the router starts shutting down.
+
+    Subscriptions are taken before the burst is built (with no await in between), so no
+    event falls between the two and no history line is sent twice."""
+    service = service_of(request)
+    response = web.StreamResponse(headers=HEADERS)
+    with contextlib.ExitStack() as stack:
+        inbox = stack.enter_context(service.bus.subscribe(BUFFER))
+        followers = [
+            stack.enter_context(ring.follow(BUFFER))
+            for ring in (service.proxy_log, service.upstream_log)
+        ]
+        burst = initial_burst(service, history="no-history" not in request.query)
+        scopes = request.app[STREAMS].scopes
+        scope = anyio.CancelScope()
+        scopes.add(scope)
+        try:
+            await response.prepare(request)
+            await response.write(burst)
+            if service.router.state in END_STATES:
+                return response
+            with scope:
+                async with anyio.create_task_group() as tg:
+                    for follower in followers:
+                        tg.start_soon(_merge_logs, follower, inbox)
+                    await _pump(response, service, inbox)
+                    tg.cancel_scope.cancel()
+        except ConnectionResetError:
+            pass  # the client left between two writes
+        finally:
+            scopes.discard(scope)
+    return response
+
+
+async def _merge_logs(lines: Subscription, inbox: Subscription) -> None:
+    """Feed a log ring's lines into the one bounded inbox; `offer` drops instead of blocking."""
+    async for line in lines:
+        inbox.offer(line)
+
+
+async def _pump(response: web.StreamResponse, service: Service, inbox: Subscription) -> None:
+    with contextlib.suppress(ConnectionResetError):  # the client left
+        await _send_events(response, service, inbox)
+
+
+async def _send_events(response: web.StreamResponse, service: Service, inbox: Subscription) -> None:
+    while True:
+        event: object = None
+        with anyio.move_on_after(KEEPALIVE_SECONDS):
+            event = await inbox.receive()
+        if event is None:
+            await response.write(KEEPALIVE)
+            continue
+        data = encode(service, event)
+        if data:
+            await response.write(data)
+        if isinstance(event, RouterStateChanged) and event.new in END_STATES:
+            return
