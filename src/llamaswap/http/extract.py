@@ -65,6 +65,8 @@ def _from_json(body: bytes) -> Inbound:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
     if not isinstance(document, dict):
         raise BadRequest("request body must be a JSON object")
     model = document.get("model", "")

@@ -74,7 +74,8 @@ def needs_rewrite(model_name: str | None, filters: Filters, requested: str) -> b
 
 
 def encode_json(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    """ASCII JSON: valid even when the client sent lone surrogates (\\ud83d)."""
+    return json.dumps(document, separators=(",", ":")).encode("ascii")
 
 
 async def rewrite_multipart(message: EmailMessage, model_name: str) -> tuple[bytes, str]:

@@ -35,7 +35,7 @@ def client_ip(request: web.Request) -> str:
 @web.middleware
 async def log_access(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.monotonic()
-    status, size = 500, 0
+    status, size = 499, 0  # 499: the client left before an answer (nginx's convention)
     try:
         response = await handler(request)
         status, size = response.status, response.body_length
@@ -63,10 +63,15 @@ async def log_access(request: web.Request, handler: Handler) -> web.StreamRespon
 
 @web.middleware
 async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own errors (404, 405, 413, ...) as OpenAI-shaped bodies."""
+    """aiohttp's own errors (404, 405, 413, ...) and our bugs as OpenAI-shaped bodies."""
     try:
         return await handler(request)
-    except web.HTTPException as exc:
+    except Exception as exc:
+        if not isinstance(exc, web.HTTPException):
+            logging.getLogger("llamaswap.http").exception(
+                "%s %s failed", request.method, request.path
+            )
+            return error_response(request, 500, f"internal error: {type(exc).__name__}: {exc}")
         if exc.status < 400:
             raise
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
@@ -116,7 +121,10 @@ def presented_key(request: web.Request) -> str | None:
 
 def key_matches(presented: str, keys: list[str]) -> bool:
     """Constant-time comparison against every configured key."""
-    given = presented.encode()
+    try:
+        given = presented.encode()
+    except UnicodeEncodeError:  # not a key anyone configured (keys are text)
+        return False
     found = False
     for key in keys:
         found |= hmac.compare_digest(given, key.encode())

@@ -38,7 +38,12 @@ TAIL_BYTES = 16 * 1024
 
 
 def _listed_in_connection(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:
-    return {token.strip().lower() for token in headers.get("Connection", "").split(",")}
+    """Header names listed in any `Connection` header line (they are hop-by-hop too)."""
+    return {
+        token.strip().lower()
+        for line in headers.getall("Connection", [])
+        for token in line.split(",")
+    }
 
 
 def upstream_request_headers(
@@ -109,11 +114,10 @@ async def forward(
             )
             upstream = await upstream_ctx.__aenter__()
     except TimeoutError:
-        return _failed(
-            request, exchange, 504, f"upstream sent no response headers within {header_wait:g}s"
-        )
+        message = f"upstream sent no response headers within {header_wait:g}s"
+        return await end_broken(request, exchange, message, 504)
     except (aiohttp.ClientError, OSError) as exc:
-        return _failed(request, exchange, 502, f"upstream unreachable: {exc}")
+        return await end_broken(request, exchange, f"upstream unreachable: {exc}", 502)
     try:
         exchange.status = upstream.status
         if prepared is None:
@@ -142,28 +146,28 @@ async def forward(
         await upstream_ctx.__aexit__(None, None, None)
 
 
-def _failed(
-    request: web.Request, exchange: Exchange, status: int, message: str
-) -> web.StreamResponse:
-    exchange.status = status
-    if exchange.response is not None:  # a loading stream already sent 200
-        return exchange.response
-    return error_response(request, status, message)
+def cut_short(model: str, reason: str) -> str:
+    """The message for a request the router revoked (unload, crash, shutdown)."""
+    return f"the request to {model} was cut short: {reason}"
 
 
 async def end_broken(
-    request: web.Request, exchange: Exchange, message: str, status: int = 502
+    request: web.Request,
+    exchange: Exchange,
+    message: str,
+    status: int = 502,
+    code: str | None = None,
 ) -> web.StreamResponse:
     """End a response whose upstream went away: an error body if nothing was sent yet,
     an SSE error event on an event stream, otherwise cut the connection so the client
     sees a truncated body rather than a silently short one."""
     response = exchange.response
+    exchange.status = status
     if response is None or not response.prepared:
-        exchange.status = status
-        return error_response(request, status, message)
+        return error_response(request, status, message, code=code)
     if exchange.is_sse or response.headers.get("Content-Type", "").startswith("text/event-stream"):
         with contextlib.suppress(ConnectionError, RuntimeError):
-            await response.write(sse_error_event(status, message))
+            await response.write(sse_error_event(status, message, code))
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
         return response

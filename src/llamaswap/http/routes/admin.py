@@ -12,7 +12,7 @@ from llamaswap.scheduling import RoutingError
 from ..errors import error_response, routing_error_response
 from ..extract import Inbound
 from ..naming import PeerTarget
-from ..proxy import Exchange, end_broken, forward
+from ..proxy import Exchange, cut_short, end_broken, forward
 from ..service import Service, service_of
 from .peers import forward_to_peer
 
@@ -117,7 +117,11 @@ async def upstream_passthrough(request: web.Request) -> web.StreamResponse:
     service = service_of(request)
     raw = request.raw_path
     raw_path, _, query = raw.partition("?")
-    segments = raw_path[len("/upstream/") :].split("/")
+    rest_of_path = raw_path[len("/upstream/") :]
+    pinned = _apply_profile(service, rest_of_path)
+    if pinned is None:
+        return error_response(request, 404, "model is disabled by the active profile")
+    segments = pinned.split("/")
     found = find_model_prefix(service, segments)
     if found is None:
         return error_response(request, 404, "model not found")
@@ -153,9 +157,22 @@ async def upstream_passthrough(request: web.Request) -> web.StreamResponse:
                     exchange,
                     timeouts=service.config.models[model_id].timeouts,
                 )
-            return await end_broken(request, exchange, f"model {model_id} {lease.revoked}", 503)
+            return await end_broken(request, exchange, cut_short(model_id, lease.revoked), 503)
     except RoutingError as error:
         return routing_error_response(request, error)
+
+
+def _apply_profile(service: Service, path: str) -> str | None:
+    """The path with the active profile's longest matching pin replaced (§2.8), or None
+    when that pin disables the name."""
+    profile = service.config.profiles.get(service.active_profile or "")
+    if profile is None:
+        return path
+    for pin in sorted(profile.pins, key=len, reverse=True):
+        if path == pin or path.startswith(pin + "/"):
+            target = profile.pins[pin]
+            return None if not target else target + path[len(pin) :]
+    return path
 
 
 def _ignored(service: Service, path: str) -> bool:

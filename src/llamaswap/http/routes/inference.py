@@ -23,7 +23,7 @@ from ..extract import BadRequest, Inbound, read_inbound
 from ..filters import encode_json, needs_rewrite, rewrite_json, rewrite_multipart
 from ..loading import LoadingStream, wants_loading_stream
 from ..naming import LocalTarget, NoSelectorTarget, PeerTarget, UnknownModel, resolve
-from ..proxy import Exchange, end_broken, forward, upstream_request_headers
+from ..proxy import Exchange, cut_short, end_broken, forward, upstream_request_headers
 from ..service import Service, service_of
 from ..usage import tokens_per_second
 from .peers import forward_to_peer
@@ -190,7 +190,7 @@ async def _lease_and_forward(
                     prepared=prepared,
                 )
             # only reached when the router revoked the lease (unload, crash, shutdown)
-            return await end_broken(request, exchange, f"model {model_id} {lease.revoked}", 503)
+            return await end_broken(request, exchange, cut_short(model_id, lease.revoked), 503)
     except RoutingError as error:
         stream = await loading.finish(ok=False) if loading else None
         if stream is None:
@@ -198,7 +198,7 @@ async def _lease_and_forward(
             return routing_error_response(request, error)
         exchange.response = stream
         exchange.is_sse = True
-        return await end_broken(request, exchange, str(error), error.status)
+        return await end_broken(request, exchange, str(error), error.status, error.code)
 
 
 def _record(
