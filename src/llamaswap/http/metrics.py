@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
@@ -100,6 +102,8 @@ class Metrics:
         # Models with a queue/in-flight series: a snapshot omits idle models, and
         # their series must drop to 0 rather than keep the last busy value.
         self._gauged: set[str] = set()
+        self._request_series: dict[tuple[str, int], _RequestSeries] = {}
+        self._last_counts: dict[str, tuple[int, int]] = {}
 
     def seed(
         self, models: list[str], state_of: Callable[[str], str], snapshot: RouterSnapshot
@@ -142,17 +146,45 @@ class Metrics:
             case ProcessStateChanged(model=model, new=new):
                 self._set_state(model, new)
             case RequestFinished(model=model, status=status, duration=duration):
-                self.request_seconds.labels(model).observe(duration)
-                self.requests.labels(model, str(status)).inc()
-                if status >= 400:
-                    self.errors.labels(model).inc()
+                self._per_request(model, status).observe(duration)
+
+    def _per_request(self, model: str, status: int) -> _RequestSeries:
+        """The series one finished request touches, looked up once per (model, status)."""
+        key = (model, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = _RequestSeries(
+                self.request_seconds.labels(model),
+                self.requests.labels(model, str(status)),
+                self.errors.labels(model) if status >= 400 else None,
+            )
+        return series
 
     def _set_counts(self, snapshot: RouterSnapshot) -> None:
+        """Set the gauges of models whose counts changed (missing from a snapshot = 0)."""
+        last = self._last_counts
+        for model in self._gauged | snapshot.queued.keys() | snapshot.in_flight.keys():
+            counts = (snapshot.queued.get(model, 0), snapshot.in_flight.get(model, 0))
+            if last.get(model) == counts:
+                continue
+            last[model] = counts
+            self.queue_length.labels(model).set(counts[0])
+            self.in_flight.labels(model).set(counts[1])
         self._gauged.update(snapshot.queued, snapshot.in_flight)
-        for model in self._gauged:
-            self.queue_length.labels(model).set(snapshot.queued.get(model, 0))
-            self.in_flight.labels(model).set(snapshot.in_flight.get(model, 0))
 
     def _set_state(self, model: str, current: str) -> None:
         for state in PROCESS_STATES:
             self.model_state.labels(model, state).set(1 if state == current else 0)
+
+
+@dataclass(frozen=True)
+class _RequestSeries:
+    latency: Any
+    count: Any
+    errors: Any | None
+
+    def observe(self, duration: float) -> None:
+        self.latency.observe(duration)
+        self.count.inc()
+        if self.errors is not None:
+            self.errors.inc()

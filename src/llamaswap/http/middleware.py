@@ -1,4 +1,9 @@
-"""Middlewares, outermost first: access log, error shaping, CORS preflight, API keys (§2.1-2.2)."""
+"""The front door every request passes (§2.1-2.2): access log, error shaping, CORS
+preflight, API keys, in that order.
+
+One aiohttp middleware does all four: each middleware layer costs a coroutine and a
+wrapper per request, and this is the hot path.
+"""
 
 from __future__ import annotations
 
@@ -33,11 +38,11 @@ def client_ip(request: web.Request) -> str:
 
 
 @web.middleware
-async def log_access(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def front_door(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.monotonic()
     status, size = 499, 0  # 499: the client left before an answer (nginx's convention)
     try:
-        response = await handler(request)
+        response = await _shaped(request, handler)
         status, size = response.status, response.body_length
         if not size and isinstance(response, web.Response) and isinstance(response.body, bytes):
             size = len(response.body)
@@ -61,11 +66,12 @@ async def log_access(request: web.Request, handler: Handler) -> web.StreamRespon
             )
 
 
-@web.middleware
-async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
     """aiohttp's own errors (404, 405, 413, ...) and our bugs as OpenAI-shaped bodies."""
     try:
-        return await handler(request)
+        if request.method == "OPTIONS":
+            return preflight(request)
+        return await require_api_key(request, handler)
     except Exception as exc:
         if not isinstance(exc, web.HTTPException):
             logging.getLogger("llamaswap.http").exception(
@@ -86,11 +92,8 @@ async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return response
 
 
-@web.middleware
-async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every OPTIONS request is a preflight answered here, before authentication."""
-    if request.method != "OPTIONS":
-        return await handler(request)
+def preflight(request: web.Request) -> web.Response:
+    """Every OPTIONS request is a CORS preflight answered here, before authentication."""
     requested = request.headers.get("Access-Control-Request-Headers", "")
     allowed = [h.strip() for h in requested.split(",") if TOKEN.match(h.strip())]
     return web.Response(
@@ -131,7 +134,6 @@ def key_matches(presented: str, keys: list[str]) -> bool:
     return found
 
 
-@web.middleware
 async def require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
     keys = service_of(request).config.api_keys
     if not keys or (request.method, request.path) in OPEN_PATHS:
@@ -147,4 +149,4 @@ async def require_api_key(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-MIDDLEWARES = [log_access, shape_errors, cors, require_api_key]
+MIDDLEWARES = [front_door]

@@ -77,14 +77,18 @@ class RouterStateChanged:
 
 @dataclass(frozen=True, slots=True)
 class RequestFinished:
-    """An access-log record of one proxied request (the UI's recent activity)."""
+    """An access-log record of one proxied request (the UI's recent activity).
+
+    `tail` is the end of the response body, kept raw: whoever wants token usage parses
+    it (`llamaswap.http.usage`), so requests nobody watches cost no JSON parsing.
+    """
 
     method: str
     path: str
     model: str
     status: int
     duration: float
-    tokens_per_second: float | None = None
+    tail: bytes = b""
     at: float = field(default_factory=time.time)
 
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from llamaswap.scheduling import RoutingError
 
@@ -41,7 +40,23 @@ Outcome = Lease | RoutingError
 
 
 class Ticket:
-    """A request waiting for the router's decision."""
+    """A request waiting for the router's decision.
+
+    Everything runs on one event loop, so a plain slot, an event and an `abandoned` flag
+    give the guarantee the router needs without a stream per request: once the caller
+    has abandoned the ticket no outcome can land, and an outcome that landed first is
+    handed back by `abandon()`.
+    """
+
+    __slots__ = (
+        "_delivered",
+        "_outcome",
+        "abandoned",
+        "model",
+        "on_admitted",
+        "on_position",
+        "request_id",
+    )
 
     def __init__(
         self,
@@ -54,18 +69,18 @@ class Ticket:
         self.model = model
         self.on_position = on_position
         self.on_admitted = on_admitted
-        send, receive = anyio.create_memory_object_stream[Outcome](1)
-        self._send: MemoryObjectSendStream[Outcome] = send
-        self._receive: MemoryObjectReceiveStream[Outcome] = receive
+        self.abandoned = False
+        self._outcome: Outcome | None = None
+        self._delivered = anyio.Event()
 
     # -- router side (never blocks) ----------------------------------------------------
 
     def offer(self, outcome: Outcome) -> bool:
         """Deliver the decision; False when the caller has already left."""
-        try:
-            self._send.send_nowait(outcome)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.WouldBlock):
+        if self.abandoned or self._outcome is not None:
             return False
+        self._outcome = outcome
+        self._delivered.set()
         return True
 
     def admitted(self) -> None:
@@ -79,7 +94,9 @@ class Ticket:
     # -- caller side -------------------------------------------------------------------------
 
     async def outcome(self) -> Outcome:
-        return await self._receive.receive()
+        await self._delivered.wait()
+        assert self._outcome is not None
+        return self._outcome
 
     def abandon(self) -> Lease | None:
         """The caller gives up; returns a lease that was delivered but not yet taken.
@@ -87,9 +104,5 @@ class Ticket:
         Runs without awaiting, so the router cannot deliver in between: either the lease
         is already in the slot (the caller must finish it), or no grant can land later.
         """
-        try:
-            outcome = self._receive.receive_nowait()
-        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-            outcome = None
-        self._receive.close()
-        return outcome if isinstance(outcome, Lease) else None
+        self.abandoned = True
+        return self._outcome if isinstance(self._outcome, Lease) else None

@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import logging
 import math
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -149,7 +150,7 @@ class RouterActor:
         self.model_logs: dict[str, LogRing] = {}
         self.processes: dict[str, ProcessActor] = {}
         self._retiring: dict[str, ProcessActor] = {}  # replaced by a reload, still stopping
-        self.snapshot = RouterSnapshot({}, {})
+        self._published = RouterSnapshot({}, {})
         self._machine = RouterMachine(listeners=[_Announcer(self.bus)])
         self._send, self._inbox = anyio.create_memory_object_stream[Any](math.inf)
         self._scheduler = self._new_scheduler(config)
@@ -170,6 +171,15 @@ class RouterActor:
     def state(self) -> str:
         """The router's lifecycle state (display only)."""
         return str(self._machine.current_state_value)
+
+    @property
+    def snapshot(self) -> RouterSnapshot:
+        """Queued and in-flight requests per model right now (display only)."""
+        scheduler = self._scheduler
+        queued = Counter(r.model for r in scheduler.queued())
+        for swap in scheduler.active_swaps().values():
+            queued[swap.target] += len(swap.waiters)
+        return RouterSnapshot(dict(queued), scheduler.in_flight_counts())
 
     def model_state(self, model: str) -> str:
         """A process's lifecycle state (display only; decisions use the scheduler's view)."""
@@ -193,7 +203,7 @@ class RouterActor:
         back.
         """
         ticket = Ticket(next(self._ids), model, on_position, on_admitted)
-        if not self._post(_Submit(ticket, anyio.current_time())):
+        if not self._post(_Submit(ticket, time.monotonic())):
             raise ShuttingDown()
         try:
             outcome = await ticket.outcome()
@@ -279,7 +289,9 @@ class RouterActor:
         self._tg.start_soon(func, *args)
 
     def _now(self) -> float:
-        return anyio.current_time()
+        # The asyncio loop's clock is time.monotonic(); calling it directly skips
+        # anyio's backend lookup on every step (anyio.sleep_until agrees with it).
+        return time.monotonic()
 
     def _new_scheduler(self, config: Config) -> Scheduler:
         return Scheduler(
@@ -465,14 +477,20 @@ class RouterActor:
             self._post(_Tick())
 
     def _publish_snapshot(self) -> None:
-        queued = Counter(r.model for r in self._scheduler.queued())
-        for swap in self._scheduler.active_swaps().values():
-            queued[swap.target] += len(swap.waiters)
-        in_flight = {m: self._scheduler.in_flight(m) for m in self.processes}
-        in_flight = {m: n for m, n in in_flight.items() if n}
-        if dict(queued) != self.snapshot.queued or in_flight != self.snapshot.in_flight:
-            self.snapshot = RouterSnapshot(dict(queued), in_flight)
-            self.bus.publish(self.snapshot)
+        """Tell observers when queue or in-flight counts changed (cheap when idle)."""
+        scheduler = self._scheduler
+        published = self._published
+        if not scheduler.queued() and not scheduler.active_swaps() and not published.queued:
+            in_flight = scheduler.in_flight_counts()
+            if in_flight == published.in_flight:
+                return
+            current = RouterSnapshot({}, in_flight)
+        else:
+            current = self.snapshot
+            if (current.queued, current.in_flight) == (published.queued, published.in_flight):
+                return
+        self._published = current
+        self.bus.publish(current)
 
     # -- child tasks ----------
 

@@ -129,11 +129,15 @@ class Scheduler:
     def in_flight(self, model: str) -> int:
         return self._in_flight.get(model, 0)
 
+    def in_flight_counts(self) -> dict[str, int]:
+        """Requests in flight per model (only models that have some)."""
+        return dict(self._in_flight)
+
     def queued(self) -> list[Request]:
-        return list(self._queue)
+        return list(self._queue) if self._queue else []
 
     def active_swaps(self) -> dict[str, Swap]:
-        return dict(self._active)
+        return dict(self._active) if self._active else {}
 
     def waiting_count(self) -> int:
         return len(self._waiting)

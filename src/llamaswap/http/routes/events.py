@@ -31,6 +31,7 @@ from llamaswap.runtime.events import (
 )
 
 from ..service import Service, service_of
+from ..usage import tokens_per_second
 
 BUFFER = 1024
 KEEPALIVE_SECONDS = 15.0
@@ -129,7 +130,7 @@ def encode(service: Service, event: object) -> bytes:
                     "model": event.model,
                     "status": event.status,
                     "duration": event.duration,
-                    "tokensPerSecond": event.tokens_per_second,
+                    "tokensPerSecond": tokens_per_second(event.tail, event.duration),
                     "at": event.at,
                 },
             )

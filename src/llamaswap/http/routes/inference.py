@@ -23,9 +23,15 @@ from ..extract import BadRequest, Inbound, read_inbound
 from ..filters import encode_json, needs_rewrite, rewrite_json, rewrite_multipart
 from ..loading import LoadingStream, wants_loading_stream
 from ..naming import LocalTarget, NoSelectorTarget, PeerTarget, UnknownModel, resolve
-from ..proxy import Exchange, cut_short, end_broken, forward, upstream_request_headers
+from ..proxy import (
+    TAIL_BYTES,
+    Exchange,
+    cut_short,
+    end_broken,
+    forward,
+    upstream_request_headers,
+)
 from ..service import Service, service_of
-from ..usage import tokens_per_second
 from .peers import forward_to_peer
 
 POST_JSON = (
@@ -149,15 +155,18 @@ async def serve_local(
     started = time.monotonic()
     exchange = Exchange()
     try:
+        if loading is None:
+            return await _lease_and_forward(
+                request, service, target.model_id, model, path, body, headers, exchange, None
+            )
         async with anyio.create_task_group() as tg:
-            if loading is not None:
-                tg.start_soon(loading.run)
+            tg.start_soon(loading.run)
             response = await _lease_and_forward(
                 request, service, target.model_id, model, path, body, headers, exchange, loading
             )
+        return response
     finally:
         _record(service, request, target.model_id, exchange, started)
-    return response
 
 
 async def _lease_and_forward(
@@ -212,8 +221,6 @@ def _record(
             model=model_id,
             status=exchange.status,
             duration=elapsed,
-            tokens_per_second=tokens_per_second(bytes(exchange.tail), elapsed)
-            if exchange.tail
-            else None,
+            tail=bytes(exchange.tail[-TAIL_BYTES:]),
         )
     )
