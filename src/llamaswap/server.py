@@ -40,10 +40,11 @@ class RunOptions:
 
 def make_service(config: Config, max_body: int = DEFAULT_MAX_BODY) -> Service:
     bus = EventBus()
-    proxy_log = LogRing("proxy")
-    upstream_log = LogRing("upstream")
+    combined_log = LogRing("combined")  # both, interleaved as written: what /logs shows
+    proxy_log = LogRing("proxy", parents=(combined_log,))
+    upstream_log = LogRing("upstream", parents=(combined_log,))
     router = RouterActor(config, bus=bus, upstream_log=upstream_log)
-    return Service(config, router, bus, proxy_log, upstream_log, max_body=max_body)
+    return Service(config, router, bus, proxy_log, upstream_log, combined_log, max_body=max_body)
 
 
 async def apply_config(service: Service, config: Config) -> None:

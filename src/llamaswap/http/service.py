@@ -30,6 +30,7 @@ class Service:
     bus: EventBus
     proxy_log: LogRing
     upstream_log: LogRing
+    combined_log: LogRing  # the proxy and upstream lines interleaved as they were written
     max_body: int = DEFAULT_MAX_BODY
     active_profile: str | None = None
     selectors: Selectors = field(default_factory=Selectors)

@@ -76,6 +76,14 @@ class RouterStateChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class ProfileChanged:
+    """An operator switched the active profile (None: no profile)."""
+
+    active: str | None
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
 class RequestFinished:
     """An access-log record of one proxied request (the UI's recent activity).
 

@@ -8,7 +8,7 @@ helper cannot also hide from the check.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from llamaswap.scheduling import (
     Effects,
@@ -36,8 +36,6 @@ class Scenario:
     check_capacity: bool = True
     # the code under test; tests substitute mutants here
     scheduler_factory: SchedulerFactory = Scheduler
-    # where each rule lives in the user's YAML, for reports
-    labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def models(self) -> list[str]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import time
 from urllib.parse import unquote
 
 from aiohttp import web
 
+from llamaswap.runtime.events import RequestFinished
 from llamaswap.scheduling import RoutingError
 
 from ..errors import error_response, routing_error_response
@@ -146,6 +148,7 @@ async def upstream_passthrough(request: web.Request) -> web.StreamResponse:
             request, 409, f"model {model_id} is not loaded; path matches upstream.ignorePaths"
         )
     exchange = Exchange()
+    started = time.monotonic()
     try:
         async with service.router.lease(model_id) as lease:
             with lease.scope:
@@ -159,7 +162,14 @@ async def upstream_passthrough(request: web.Request) -> web.StreamResponse:
                 )
             return await end_broken(request, exchange, cut_short(model_id, lease.revoked), 503)
     except RoutingError as error:
+        exchange.status = error.status
         return routing_error_response(request, error)
+    finally:
+        service.bus.publish(
+            RequestFinished(
+                request.method, request.path, model_id, exchange.status, time.monotonic() - started
+            )
+        )
 
 
 def _apply_profile(service: Service, path: str) -> str | None:

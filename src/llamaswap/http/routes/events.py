@@ -22,6 +22,7 @@ from aiohttp import web
 from llamaswap.runtime.events import (
     LogLine,
     ProcessStateChanged,
+    ProfileChanged,
     RequestFinished,
     RouterSnapshot,
     RouterStateChanged,
@@ -136,6 +137,8 @@ def encode(service: Service, event: object) -> bytes:
             )
         case LogLine(source=source, text=text):
             return log_data(source, text)
+        case ProfileChanged(active=active):
+            return frame("profileChanged", {"active": active})
     return b""
 
 

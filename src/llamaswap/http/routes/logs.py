@@ -70,7 +70,7 @@ def add_routes(app: web.Application) -> None:
 def rings_for(service: Service, logger: str) -> tuple[LogRing, ...] | None:
     """The rings a logger name stands for (combined = proxy and upstream); None if unknown."""
     if not logger:
-        return (service.proxy_log, service.upstream_log)
+        return (service.combined_log,)
     if logger == "proxy":
         return (service.proxy_log,)
     if logger == "upstream":
@@ -82,8 +82,7 @@ def rings_for(service: Service, logger: str) -> tuple[LogRing, ...] | None:
 
 def history(rings: tuple[LogRing, ...], limit: int = HISTORY_BYTES) -> bytes:
     """The rings' retained lines, one ring after the other, cut to the last `limit`
-    bytes at a line boundary. (The rings keep no timestamps, so a combined history is
-    not interleaved by time; live lines are, since they are sent as they arrive.)"""
+    bytes at a line boundary."""
     text = "".join(ring.history() for ring in rings).encode()
     if len(text) <= limit:
         return text
@@ -97,7 +96,7 @@ async def logs(request: web.Request) -> web.Response:
     if "text/html" in request.headers.get("Accept", ""):
         raise web.HTTPFound("/ui/")
     service = service_of(request)
-    body = history((service.proxy_log, service.upstream_log))
+    body = history((service.combined_log,))
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 

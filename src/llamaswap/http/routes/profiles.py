@@ -12,6 +12,7 @@ import json
 from aiohttp import web
 
 import llamaswap
+from llamaswap.runtime.events import ProfileChanged
 
 from ..errors import error_response
 from ..service import Service, service_of
@@ -55,6 +56,7 @@ async def set_active_profile(request: web.Request) -> web.Response:
     if name and name not in service.config.profiles:
         return error_response(request, 404, f'profile "{name}" not found')
     service.active_profile = name or None
+    service.bus.publish(ProfileChanged(service.active_profile))
     return web.json_response({"active": service.active_profile})
 
 
