@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from llamaswap.config.report import load_or_report
+from llamaswap.config.report import load_from_args
 from llamaswap.policytools.checker import check_config
 from llamaswap.policytools.exploration import DEFAULT_EXAMPLES
 from llamaswap.policytools.report import render_text, to_json
@@ -47,10 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.config is None and args.config_dir is None:
-        print("llamaswap check: give --config FILE and/or --config-dir DIR", file=sys.stderr)
-        return EXIT_INVALID
-    config = load_or_report(args.config, args.config_dir, sys.stderr)
+    config = load_from_args(args, "check", sys.stderr)
     if config is None:
         return EXIT_INVALID
     source = args.config or args.config_dir

@@ -13,7 +13,7 @@ import json
 import sys
 
 from llamaswap.config import Config
-from llamaswap.config.report import load_or_report
+from llamaswap.config.report import load_from_args
 from llamaswap.policytools.plot import plot_timeline
 from llamaswap.policytools.simreport import Comparison, render_table, to_csv, to_json
 from llamaswap.policytools.simulation import (
@@ -157,10 +157,7 @@ def build_trace(args: argparse.Namespace, config: Config) -> tuple[list[TraceReq
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.config is None and args.config_dir is None:
-        print("llamaswap simulate: give --config FILE and/or --config-dir DIR", file=sys.stderr)
-        return EXIT_INVALID
-    config = load_or_report(args.config, args.config_dir, sys.stderr)
+    config = load_from_args(args, "simulate", sys.stderr)
     if config is None:
         return EXIT_INVALID
     try:

@@ -6,7 +6,7 @@ line each: `llamaswap run`, `config check`, `check` and `simulate` all use this.
 
 from __future__ import annotations
 
-from typing import TextIO
+from typing import Any, TextIO
 
 from .errors import ConfigError
 from .loader import load_config
@@ -28,3 +28,11 @@ def load_or_report(path: str | None, config_dir: str | None, err: TextIO) -> Con
     for warning in config.warnings:
         print(f"warning: {warning}", file=err)
     return config
+
+
+def load_from_args(args: Any, command: str, err: TextIO) -> Config | None:
+    """For a command with --config/--config-dir: the config, or None after saying why."""
+    if args.config is None and args.config_dir is None:
+        print(f"llamaswap {command}: give --config FILE and/or --config-dir DIR", file=err)
+        return None
+    return load_or_report(args.config, args.config_dir, err)

@@ -17,6 +17,8 @@ from aiohttp import FormData
 
 from llamaswap.config import Filters
 
+from .extract import Inbound
+
 PROTECTED = frozenset({"model"})
 
 
@@ -76,6 +78,25 @@ def needs_rewrite(model_name: str | None, filters: Filters, requested: str) -> b
 def encode_json(document: dict[str, Any]) -> bytes:
     """ASCII JSON: valid even when the client sent lone surrogates (\\ud83d)."""
     return json.dumps(document, separators=(",", ":")).encode("ascii")
+
+
+async def rewritten_body(
+    inbound: Inbound, renamed: str, filters: Filters, requested: str
+) -> tuple[bytes, dict[str, str]]:
+    """The body to forward and any header it needs (a multipart form gets a new boundary).
+
+    JSON bodies get the new model name and the filters; multipart forms only the name;
+    other bodies pass untouched.
+    """
+    if inbound.json is not None and needs_rewrite(renamed, filters, requested):
+        document = rewrite_json(
+            inbound.json, model_name=renamed or None, filters=filters, requested=requested
+        )
+        return encode_json(document), {}
+    if inbound.multipart is not None and renamed:
+        body, content_type = await rewrite_multipart(inbound.multipart, renamed)
+        return body, {"Content-Type": content_type}
+    return inbound.body, {}
 
 
 async def rewrite_multipart(message: EmailMessage, model_name: str) -> tuple[bytes, str]:

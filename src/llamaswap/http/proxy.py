@@ -18,6 +18,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from llamaswap.config import Timeouts
+from llamaswap.runtime.leases import Lease
 
 from .errors import error_response, sse_error_event
 
@@ -144,6 +145,33 @@ async def forward(
         return await end_broken(request, exchange, f"upstream connection lost: {exc}")
     finally:
         await upstream_ctx.__aexit__(None, None, None)
+
+
+async def forward_leased(
+    request: web.Request,
+    client: aiohttp.ClientSession,
+    lease: Lease,
+    path: str,
+    body: bytes,
+    exchange: Exchange,
+    *,
+    headers: CIMultiDict[str] | None = None,
+    timeouts: Timeouts | None = None,
+    prepared: web.StreamResponse | None = None,
+) -> web.StreamResponse:
+    """`forward` to a leased upstream; a lease the router revokes ends the request."""
+    with lease.scope:
+        return await forward(
+            request,
+            client,
+            lease.proxy.rstrip("/") + path,
+            body,
+            exchange,
+            headers=headers,
+            timeouts=timeouts,
+            prepared=prepared,
+        )
+    return await end_broken(request, exchange, cut_short(lease.model, lease.revoked), 503)
 
 
 def cut_short(model: str, reason: str) -> str:

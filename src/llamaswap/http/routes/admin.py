@@ -14,7 +14,7 @@ from llamaswap.scheduling import RoutingError
 from ..errors import error_response, routing_error_response
 from ..extract import Inbound
 from ..naming import PeerTarget
-from ..proxy import Exchange, cut_short, end_broken, forward
+from ..proxy import Exchange, forward_leased
 from ..service import Service, service_of
 from .peers import forward_to_peer
 
@@ -151,16 +151,10 @@ async def upstream_passthrough(request: web.Request) -> web.StreamResponse:
     started = time.monotonic()
     try:
         async with service.router.lease(model_id) as lease:
-            with lease.scope:
-                return await forward(
-                    request,
-                    service.client,
-                    lease.proxy.rstrip("/") + tail,
-                    body,
-                    exchange,
-                    timeouts=service.config.models[model_id].timeouts,
-                )
-            return await end_broken(request, exchange, cut_short(model_id, lease.revoked), 503)
+            timeouts = service.config.models[model_id].timeouts
+            return await forward_leased(
+                request, service.client, lease, tail, body, exchange, timeouts=timeouts
+            )
     except RoutingError as error:
         exchange.status = error.status
         return routing_error_response(request, error)

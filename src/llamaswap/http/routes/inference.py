@@ -13,6 +13,7 @@ import time
 
 import anyio
 from aiohttp import web
+from multidict import CIMultiDict
 
 from llamaswap.config import ModelConfig
 from llamaswap.runtime.events import RequestFinished
@@ -20,15 +21,14 @@ from llamaswap.scheduling import RoutingError
 
 from ..errors import error_response, routing_error_response
 from ..extract import BadRequest, Inbound, read_inbound
-from ..filters import encode_json, needs_rewrite, rewrite_json, rewrite_multipart
+from ..filters import rewritten_body
 from ..loading import LoadingStream, wants_loading_stream
 from ..naming import LocalTarget, NoSelectorTarget, PeerTarget, UnknownModel, resolve
 from ..proxy import (
     TAIL_BYTES,
     Exchange,
-    cut_short,
     end_broken,
-    forward,
+    forward_leased,
     upstream_request_headers,
 )
 from ..service import Service, service_of
@@ -121,31 +121,20 @@ def _target_name(target: LocalTarget | PeerTarget) -> str:
 
 
 async def local_body(
-    request: web.Request, model: ModelConfig, target: LocalTarget, inbound: Inbound
+    model: ModelConfig, target: LocalTarget, inbound: Inbound
 ) -> tuple[bytes, dict[str, str]]:
-    """The body to send upstream and any header it needs (a new multipart boundary)."""
+    """The body to send upstream: renamed for useModelName or a profile/selector rewrite."""
     renamed = model.use_model_name or (
         target.requested if target.requested != inbound.model else ""
     )
-    if inbound.json is not None and needs_rewrite(renamed, model.filters, target.requested):
-        document = rewrite_json(
-            inbound.json,
-            model_name=renamed or None,
-            filters=model.filters,
-            requested=target.requested,
-        )
-        return encode_json(document), {}
-    if inbound.multipart is not None and renamed:
-        body, content_type = await rewrite_multipart(inbound.multipart, renamed)
-        return body, {"Content-Type": content_type}
-    return inbound.body, {}
+    return await rewritten_body(inbound, renamed, model.filters, target.requested)
 
 
 async def serve_local(
     request: web.Request, service: Service, target: LocalTarget, inbound: Inbound
 ) -> web.StreamResponse:
     model = service.config.models[target.model_id]
-    body, extra_headers = await local_body(request, model, target, inbound)
+    body, extra_headers = await local_body(model, target, inbound)
     headers = upstream_request_headers(request)
     headers.update(extra_headers)
     path = upstream_path(request)
@@ -176,7 +165,7 @@ async def _lease_and_forward(
     model: ModelConfig,
     path: str,
     body: bytes,
-    headers: object,
+    headers: CIMultiDict[str],
     exchange: Exchange,
     loading: LoadingStream | None,
 ) -> web.StreamResponse:
@@ -187,19 +176,17 @@ async def _lease_and_forward(
             on_admitted=loading.admitted if loading else None,
         ) as lease:
             prepared = await loading.finish(ok=True) if loading else None
-            with lease.scope:
-                return await forward(
-                    request,
-                    service.client,
-                    lease.proxy.rstrip("/") + path,
-                    body,
-                    exchange,
-                    headers=headers,  # type: ignore[arg-type]
-                    timeouts=model.timeouts,
-                    prepared=prepared,
-                )
-            # only reached when the router revoked the lease (unload, crash, shutdown)
-            return await end_broken(request, exchange, cut_short(model_id, lease.revoked), 503)
+            return await forward_leased(
+                request,
+                service.client,
+                lease,
+                path,
+                body,
+                exchange,
+                headers=headers,
+                timeouts=model.timeouts,
+                prepared=prepared,
+            )
     except RoutingError as error:
         stream = await loading.finish(ok=False) if loading else None
         if stream is None:

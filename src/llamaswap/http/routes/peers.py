@@ -14,7 +14,7 @@ from aiohttp import web
 from llamaswap.runtime.events import RequestFinished
 
 from ..extract import Inbound
-from ..filters import encode_json, needs_rewrite, rewrite_json, rewrite_multipart
+from ..filters import rewritten_body
 from ..naming import PeerTarget
 from ..proxy import Exchange, forward, upstream_request_headers
 from ..service import Service
@@ -27,21 +27,11 @@ async def forward_to_peer(
 ) -> web.StreamResponse:
     peer = service.config.peers[target.peer_id]
     renamed = target.model if target.model != inbound.model else ""
-    body = inbound.body
+    body, extra_headers = await rewritten_body(inbound, renamed, peer.filters, target.requested)
     headers = upstream_request_headers(
         request, extra_drop=AUTH_HEADERS if peer.api_key else frozenset()
     )
-    if inbound.json is not None and needs_rewrite(renamed, peer.filters, target.requested):
-        document = rewrite_json(
-            inbound.json,
-            model_name=renamed or None,
-            filters=peer.filters,
-            requested=target.requested,
-        )
-        body = encode_json(document)
-    elif inbound.multipart is not None and renamed:
-        body, content_type = await rewrite_multipart(inbound.multipart, renamed)
-        headers["Content-Type"] = content_type
+    headers.update(extra_headers)
     if peer.api_key:
         headers["Authorization"] = f"Bearer {peer.api_key}"
         headers["x-api-key"] = peer.api_key
