@@ -54,10 +54,11 @@ e2e-build: $(STAMP)
 e2e: $(E2E_STAMP) e2e-build
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
-bench: $(E2E_STAMP)
+bench: $(E2E_STAMP) e2e-build
 	$(BIN)/python benchmarks/readiness.py
 	$(BIN)/python benchmarks/scheduler.py
 	$(BIN)/python benchmarks/proxy.py
+	$(BIN)/python benchmarks/real_readiness.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,9 +1,10 @@
 """Health polling: how a starting upstream becomes ready.
 
 llama-swap waits 250 ms, then polls once a second, adding up to a second to every
-swap. We probe within ~10 ms of spawn and back off to at most 250 ms, so a caller
-waiting on a fast upstream (llama-server is healthy ~20 ms after spawn) is answered
-almost as soon as the upstream can answer.
+swap. We probe ~5 ms after spawn, then every 10 ms for the first two seconds (where
+small models become healthy: llama-server answers 50-180 ms after spawn), then back
+off to at most 250 ms for slow loads. A probe to a port nobody listens on yet is a
+refused connection: cheap.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import aiohttp
 import anyio
 
 FIRST_PROBE_DELAY = 0.005
+FAST_INTERVAL = 0.01
+FAST_PHASE_SECONDS = 2.0
 MAX_INTERVAL = 0.25
 PROBE_TIMEOUT = 5.0
 
@@ -20,9 +23,13 @@ class HealthTimeout(Exception):
     """The upstream did not answer 200 before the deadline."""
 
 
-def backoff(first: float = 0.01, ceiling: float = MAX_INTERVAL) -> list[float]:
-    """The pause before each further probe: doubling from `first` up to `ceiling`."""
-    pauses, pause = [], first
+def backoff(
+    fast: float = FAST_INTERVAL, fast_for: float = FAST_PHASE_SECONDS, ceiling: float = MAX_INTERVAL
+) -> list[float]:
+    """The pause before each further probe: `fast` for `fast_for` seconds, then doubling up
+    to `ceiling` (the last value repeats)."""
+    pauses = [fast] * round(fast_for / fast)
+    pause = fast * 2
     while pause < ceiling:
         pauses.append(pause)
         pause *= 2
