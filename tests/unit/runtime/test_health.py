@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from llamaswap.runtime.health import FAST_INTERVAL, MAX_INTERVAL, backoff
@@ -14,4 +16,4 @@ def test_probes_every_10_ms_for_two_seconds_then_back_off_to_250_ms() -> None:
     assert pauses[: len(fast)] == fast, "the fast phase comes first"
     slow = pauses[len(fast) :]
     assert slow == sorted(slow) and slow[-1] == MAX_INTERVAL
-    assert all(b <= 2 * a for a, b in zip(slow, slow[1:], strict=False))
+    assert all(b <= 2 * a for a, b in itertools.pairwise(slow))
