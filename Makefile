@@ -5,6 +5,7 @@ BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 E2E_STAMP := $(VENV)/.installed-e2e
 CHROMIUM ?= /usr/bin/chromium
+SOAK_SECONDS ?= 120
 
 .PHONY: venv run test lint diagrams browser-deps e2e e2e-build bench clean
 
@@ -51,14 +52,19 @@ $(E2E_STAMP): $(STAMP)
 e2e-build: $(STAMP)
 	PYTHON=$(BIN)/python bash scripts/build-llama-server.sh
 
+# The real-llama-server tests, then the slow reliability runs (10,000 requests, a soak).
 e2e: $(E2E_STAMP) e2e-build
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+	LLAMASWAP_SLOW=1 LLAMASWAP_SOAK_SECONDS=$(SOAK_SECONDS) \
+		$(BIN)/python -m pytest tests/reliability -m slow $(PYTEST_ARGS)
 
 bench: $(E2E_STAMP) e2e-build
 	$(BIN)/python benchmarks/readiness.py
 	$(BIN)/python benchmarks/scheduler.py
 	$(BIN)/python benchmarks/proxy.py
 	$(BIN)/python benchmarks/real_readiness.py
+	$(BIN)/python benchmarks/startup.py
+	$(BIN)/python benchmarks/idle_rss.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -86,9 +86,10 @@ class RunningServer:
 
 @asynccontextmanager
 async def running_server(
-    yaml_text: str, *, max_body: int | None = None
+    source: str | Config, *, max_body: int | None = None
 ) -> AsyncIterator[RunningServer]:
-    config = parse_config(yaml_text)
+    """Serve YAML text or a `Config` a test built or adjusted itself."""
+    config = parse_config(source) if isinstance(source, str) else source
     service = make_service(config, max_body) if max_body else make_service(config)
     logsetup.configure(config, service.proxy_log)
     async with anyio.create_task_group() as tg:

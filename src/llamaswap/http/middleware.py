@@ -71,6 +71,9 @@ async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         if request.method == "OPTIONS":
             return preflight(request)
+        declared = request.content_length
+        if declared is not None and declared > service_of(request).max_body:
+            raise web.HTTPRequestEntityTooLarge(service_of(request).max_body, declared)
         return await require_api_key(request, handler)
     except Exception as exc:
         if not isinstance(exc, web.HTTPException):

@@ -120,6 +120,8 @@ async def upstream_passthrough(request: web.Request) -> web.StreamResponse:
     raw = request.raw_path
     raw_path, _, query = raw.partition("?")
     rest_of_path = raw_path[len("/upstream/") :]
+    if _climbs(rest_of_path):
+        return error_response(request, 400, "path segments '..' are not allowed under /upstream")
     pinned = _apply_profile(service, rest_of_path)
     if pinned is None:
         return error_response(request, 404, "model is disabled by the active profile")
@@ -164,6 +166,12 @@ async def upstream_passthrough(request: web.Request) -> web.StreamResponse:
                 request.method, request.path, model_id, exchange.status, time.monotonic() - started
             )
         )
+
+
+def _climbs(path: str) -> bool:
+    """Does the path contain a `..` segment, even percent-encoded or behind a backslash?"""
+    decoded = unquote(path).replace("\\", "/")
+    return any(part == ".." for part in decoded.split("/"))
 
 
 def _apply_profile(service: Service, path: str) -> str | None:
