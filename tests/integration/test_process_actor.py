@@ -199,6 +199,23 @@ async def test_a_forking_wrapper_leaves_no_grandchild_after_stop() -> None:
         assert not pid_alive(child)
 
 
+async def test_a_child_that_left_the_process_group_is_killed_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The wrapper starts the real server with setsid: signals to the group miss it."""
+    monkeypatch.setenv("FORK_WRAPPER_SETSID", "1")
+    port = free_port()
+    cmd = f"{FORK_WRAPPER} {fake_cmd(port)}"
+    settings = fake_settings(cmd=cmd, proxy=f"http://127.0.0.1:{port}")
+    async with running_actor(settings) as (actor, _):
+        await actor.ensure_ready()
+        child = wrapper_child(actor.log.lines())
+        assert os.getpgid(child) != actor.pid, "the server left the wrapper's group"
+        with anyio.fail_after(5):
+            await actor.stop()
+        assert not pid_alive(child)
+
+
 def wrapper_child(lines: list[str]) -> int:
     for line in lines:
         if match := re.search(r"wrapper child pid (\d+)", line):

@@ -34,33 +34,73 @@ REAP_AFTER_KILL_SECONDS = 5.0
 GROUP_EXIT_SECONDS = 2.0
 
 
+def _stat_fields(pid: int | str) -> list[bytes] | None:
+    """/proc/<pid>/stat after the command name: [state, ppid, pgrp, session, ...]."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _live_processes() -> dict[int, list[bytes]]:
+    found = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and (fields := _stat_fields(entry.name)) and fields[0] != b"Z":
+            found[int(entry.name)] = fields
+    return found
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes in process group `pgid`, read from /proc."""
-    members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != b"Z":
-            members.append(int(entry.name))
-    return members
+    return [pid for pid, fields in _live_processes().items() if int(fields[2]) == pgid]
+
+
+def descendants(root: int) -> list[tuple[int, bytes]]:
+    """(pid, start time) of every live process below `root` in the process tree.
+
+    Taken when a stop begins, while the tree is intact: a child that called setsid()
+    has left the process group, and once its parent dies only this list still knows it.
+    The start time tells a later process that reused the pid apart.
+    """
+    processes = _live_processes()
+    children: dict[int, list[int]] = {}
+    for pid, fields in processes.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append((pid, processes[pid][19]))
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def kill_if_same(pid: int, started: bytes) -> bool:
+    """SIGKILL `pid` if it is still the process that started at `started`."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] == b"Z" or fields[19] != started:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+async def wait_gone(pid: int) -> None:
+    """Return once `pid` has exited (a pidfd works for any process, not only children)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        await anyio.wait_readable(fd)
+    finally:
+        os.close(fd)
 
 
 async def wait_group_gone(pgid: int) -> None:
     """Return once every member of the group has exited (pidfds work for non-children too)."""
     for pid in group_members(pgid):
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            await anyio.wait_readable(fd)
-        finally:
-            os.close(fd)
+        await wait_gone(pid)
 
 
 def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
@@ -101,6 +141,7 @@ class UpstreamProcess:
         self.returncode: int | None = None
         self.exited = anyio.Event()
         self._grace_until: float | None = None  # set while a graceful stop is under way
+        self._tree: list[tuple[int, bytes]] = []  # descendants when the stop began
 
     @classmethod
     def spawn(cls, argv: Sequence[str], env: dict[str, str], log_ring: LogRing) -> UpstreamProcess:
@@ -174,8 +215,13 @@ class UpstreamProcess:
             with anyio.move_on_after(max(0.0, self._grace_until - anyio.current_time())):
                 await wait_group_gone(self.pgid)
         self.signal_group(signal.SIGKILL)
+        escaped = [pid for pid, started in self._tree if kill_if_same(pid, started)]
+        if escaped:
+            log.warning("pid %d: killed %s, which had left its process group", self.pid, escaped)
         with anyio.move_on_after(GROUP_EXIT_SECONDS):
             await wait_group_gone(self.pgid)
+            for pid in escaped:
+                await wait_gone(pid)
 
     async def terminate(
         self, grace: float, stop_argv: Sequence[str] | None, env: dict[str, str]
@@ -186,6 +232,7 @@ class UpstreamProcess:
         request is in flight, so the escalation is not optional.
         """
         self._grace_until = anyio.current_time() + grace
+        self._tree = descendants(self.pid)
         with anyio.move_on_after(grace) as scope:
             if stop_argv:
                 await self._run_stop_command(stop_argv, env)
