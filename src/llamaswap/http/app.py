@@ -25,9 +25,10 @@ def build_app(service: Service) -> web.Application:
 
 async def _client_session(app: web.Application) -> AsyncIterator[None]:
     service = app[SERVICE]
-    service._client = new_client_session()
+    service.http_client = new_client_session()
     yield
-    await service._client.close()
+    await service.http_client.close()
+    service.http_client = None
 
 
 async def serve(

@@ -35,13 +35,13 @@ class Service:
     active_profile: str | None = None
     selectors: Selectors = field(default_factory=Selectors)
     started_at: float = field(default_factory=time.time)
-    _client: aiohttp.ClientSession | None = None
+    http_client: aiohttp.ClientSession | None = None  # set while the HTTP app runs
 
     @property
     def client(self) -> aiohttp.ClientSession:
         """The one shared upstream HTTP client (created when the app starts)."""
-        assert self._client is not None, "the HTTP application has not started"
-        return self._client
+        assert self.http_client is not None, "the HTTP application has not started"
+        return self.http_client
 
     def model_log(self, model_id: str) -> LogRing | None:
         return self.router.model_logs.get(model_id)

@@ -22,7 +22,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from llamaswap.config import split_command
+from llamaswap.config import ModelConfig, split_command
 from llamaswap.fsm import ProcessMachine
 
 from .events import ProcessStateChanged
@@ -63,8 +63,8 @@ class UpstreamSettings:
     unload_timeout: float = 10.0
 
     @classmethod
-    def from_model(cls, model: Any) -> UpstreamSettings:
-        """Build from a `llamaswap.config.ModelConfig`."""
+    def from_model(cls, model: ModelConfig) -> UpstreamSettings:
+        """The slice of a model's config its process needs."""
         return cls(
             model=model.id,
             cmd=model.cmd,
@@ -365,7 +365,7 @@ class ProcessActor:
         elif state == "stopping" and not self._shutting_down:
             self._restart_waiters.add(message.reply)  # start again once the stop completes
         else:
-            _answer(message.reply, ProcessShutdown(f"[{self.model}] shutdown"))
+            _answer(message.reply, self._shutdown_error())
 
     def _on_stop(self, message: _Stop) -> None:
         state = self.state
@@ -373,7 +373,7 @@ class ProcessActor:
             _answer(message.reply)
             return
         if state == "shutdown":
-            _answer(message.reply, ProcessShutdown(f"[{self.model}] shutdown"))
+            _answer(message.reply, self._shutdown_error())
             return
         self._stop_waiters.add(message.reply)
         self._restart_waiters.fail(lambda: StartAborted(f"[{self.model}] stopped before start"))
@@ -383,7 +383,7 @@ class ProcessActor:
     def _on_shutdown(self, message: _Shutdown) -> None:
         self._shutting_down = True
         self._shutdown_waiters.add(message.reply)
-        self._restart_waiters.fail(lambda: ProcessShutdown(f"[{self.model}] shutdown"))
+        self._restart_waiters.fail(self._shutdown_error)
         state = self.state
         if state in ("starting", "ready"):
             self._begin_stop(message.grace, "shutting down", ProcessShutdown)
@@ -498,11 +498,13 @@ class ProcessActor:
     def _finish_shutdown(self) -> None:
         if self.state != "shutdown":
             self._transition("shut_down")
-        error = lambda: ProcessShutdown(f"[{self.model}] shutdown")  # noqa: E731
-        self._ready_waiters.fail(error)
-        self._restart_waiters.fail(error)
+        self._ready_waiters.fail(self._shutdown_error)
+        self._restart_waiters.fail(self._shutdown_error)
         self._stop_waiters.succeed()
         self._shutdown_waiters.succeed()
+
+    def _shutdown_error(self) -> ProcessShutdown:
+        return ProcessShutdown(f"[{self.model}] shutdown")
 
     def _cancel_health(self) -> None:
         if self._health_scope is not None:

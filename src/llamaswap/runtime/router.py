@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -116,7 +116,7 @@ class _Shutdown:
 
 @dataclass
 class _Drained:
-    replies: list[Reply] = field(default_factory=list)
+    """Every process has shut down."""
 
 
 def _answer(reply: Reply, error: BaseException | None = None) -> None:
