@@ -80,7 +80,6 @@ class Exchange:
     status: int = 0
     is_sse: bool = False
     tail: bytearray = field(default_factory=bytearray)
-    bytes_out: int = 0
 
 
 async def forward(
@@ -135,7 +134,6 @@ async def forward(
         tail = exchange.tail
         async for chunk in upstream.content.iter_any():
             await response.write(chunk)
-            exchange.bytes_out += len(chunk)
             tail += chunk
             if len(tail) > 2 * TAIL_BYTES:
                 del tail[:-TAIL_BYTES]

@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass, field, replace
 
 from llamaswap.config import Config
-from llamaswap.scheduling import Policy, Resources
+from llamaswap.scheduling import Policy, Resources, rules_allowing
 from llamaswap.scheduling.from_config import resources_of
 
 from .exploration import DEFAULT_EXAMPLES, SHRINK_SECONDS, Exploration, explore
-from .findings import Finding, allowing_rules, needs_of
+from .findings import Finding, needs_of
 from .reachable import DEFAULT_LIMIT, capacity_findings, reachable_sets
 from .scenario import scenario_from_config
 from .servable import unservable_findings
@@ -123,7 +123,7 @@ def exploration_finding(run: Exploration, policy: Policy, resources: Resources |
     models = tuple(sorted(violation.models))
     rules: tuple[str, ...] = (violation.rule,) if violation.rule else ()
     if violation.kind == "capacity":
-        rules = allowing_rules(policy, models) or rules
+        rules = rules_allowing(policy, models) or rules
     with_needs = violation.kind == "capacity" and resources is not None
     return Finding(
         kind=violation.kind,

@@ -7,11 +7,11 @@ that leads there, so the user can see the problem and the line to change.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from llamaswap.scheduling import Policy, Resources, rules_allowing
+from llamaswap.scheduling import Resources
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,3 @@ def over_capacity(resources: Resources, models: Iterable[str]) -> str:
         for name, limit in resources.capacity.items()
         if totals.get(name, 0.0) > limit + 1e-9
     )
-
-
-def allowing_rules(policy: Policy, models: Collection[str]) -> tuple[str, ...]:
-    """The rules that let these models run together (see `rules_allowing`)."""
-    return rules_allowing(policy, models)

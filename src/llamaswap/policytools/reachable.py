@@ -18,9 +18,9 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from llamaswap.scheduling import CannotFit, ModelRules, Policy, Resources
+from llamaswap.scheduling import CannotFit, ModelRules, Policy, Resources, rules_allowing
 
-from .findings import Finding, allowing_rules, format_amounts, needs_of, over_capacity
+from .findings import Finding, format_amounts, needs_of, over_capacity
 from .simulation import Seconds, run_simulation
 from .trace import TraceRequest
 
@@ -146,7 +146,7 @@ def capacity_findings(
                 models=tuple(names),
                 needs=needs_of(resources, names),
                 capacity=dict(resources.capacity),
-                rules=allowing_rules(policy, names),
+                rules=rules_allowing(policy, names),
                 sequence=sequence,
                 source="reachability",
             )

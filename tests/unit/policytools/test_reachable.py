@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llamaswap.policytools.findings import allowing_rules, format_amounts, over_capacity
+from llamaswap.policytools.findings import format_amounts, over_capacity
 from llamaswap.policytools.metrics import WaitSummary, percentile
 from llamaswap.policytools.reachable import (
     describe,
@@ -10,7 +10,7 @@ from llamaswap.policytools.reachable import (
     reachable_sets,
     reproduces,
 )
-from llamaswap.scheduling import Group, GroupPolicy, ModelRules, Resources
+from llamaswap.scheduling import Group, GroupPolicy, ModelRules, Resources, rules_allowing
 
 LOOSE = GroupPolicy(
     [Group("all", ("a", "b", "c", "d"), swap=False, exclusive=False, yaml_path="groups.all")]
@@ -65,8 +65,8 @@ def test_rules_are_named_in_the_direction_the_policy_keeps_a_model() -> None:
         ]
     )
     # loading a evicts c; loading c keeps a: only side's rule lets them co-run
-    assert allowing_rules(policy, ["a", "c"]) == ("groups.side.exclusive: false",)
-    assert allowing_rules(LOOSE, ["a", "b"]) == ("groups.all.swap: false",)
+    assert rules_allowing(policy, ["a", "c"]) == ("groups.side.exclusive: false",)
+    assert rules_allowing(LOOSE, ["a", "b"]) == ("groups.all.swap: false",)
 
 
 def test_percentiles_are_nearest_rank() -> None:
