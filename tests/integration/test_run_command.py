@@ -102,7 +102,8 @@ def test_the_builtin_demo_serves_and_swaps() -> None:
     assert f"listen: {url}" in output
 
 
-def test_sigterm_stops_every_upstream(tmp_path: Path) -> None:
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+def test_sigterm_stops_every_upstream(tmp_path: Path, event_loop: str) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(
         config_yaml(
@@ -111,7 +112,8 @@ def test_sigterm_stops_every_upstream(tmp_path: Path) -> None:
     )
     port = free_port_block(1)
     url = f"http://127.0.0.1:{port}"
-    with llamaswap("--config", str(config), "--listen", f"127.0.0.1:{port}") as process:
+    listen = ("--listen", f"127.0.0.1:{port}")
+    with llamaswap("--config", str(config), *listen, "--event-loop", event_loop) as process:
         wait_for(lambda: up(url))
         for model in ("a", "b"):
             assert post_json(url + f"/api/models/load/{model}", {})[0] == 200
@@ -222,6 +224,20 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_event_loop_uvloop_without_uvloop_installed_exits_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "uvloop.py"
+    blocker.write_text("raise ImportError('not installed here')\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "llamaswap", "run", "--event-loop", "uvloop"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert result.returncode == 2
+    assert "uvloop is not installed" in result.stderr
 
 
 @pytest.mark.parametrize("listen", ["nonsense", "host:notaport"])

@@ -460,16 +460,23 @@ class RouterActor:
     # -- timer and snapshots ----------
 
     def _arm_timer(self) -> None:
+        """Keep one timer for the scheduler's next deadline.
+
+        An armed timer stays when the deadline moved later or went away: its early tick
+        is harmless (the scheduler checks the clock) and re-arms. Every request moves a
+        ttl deadline, so this saves a task per request.
+        """
         deadline = self._scheduler.next_deadline()
-        if deadline == self._timer_deadline:
+        armed = self._timer_deadline
+        if armed is not None and (deadline is None or deadline >= armed):
+            return
+        if deadline is None:
             return
         if self._timer is not None:
             self._timer.cancel()
         self._timer_deadline = deadline
-        self._timer = None
-        if deadline is not None:
-            self._timer = anyio.CancelScope()
-            self._spawn(self._tick_at, deadline, self._timer)
+        self._timer = anyio.CancelScope()
+        self._spawn(self._tick_at, deadline, self._timer)
 
     async def _tick_at(self, deadline: float, scope: anyio.CancelScope) -> None:
         with scope:

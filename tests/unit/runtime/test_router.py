@@ -6,6 +6,8 @@ test opens their gates, and tests await router events instead of polling.
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import pytest
 
@@ -341,6 +343,22 @@ async def test_ttl_unloads_after_the_last_request_not_during_it() -> None:
         assert launcher.stops["a"] == 0
         event = await watch.until(stopped("a"), limit=5)
         assert event.old == "stopping"
+        assert launcher.stops["a"] == 1
+
+
+async def test_each_request_restarts_the_ttl_clock() -> None:
+    yaml = models_yaml("a", extra="    ttl: 1")
+    async with running_router(yaml) as (router, launcher):
+        await router.load("a")
+        loaded = time.monotonic()
+        await anyio.sleep(0.6)
+        async with router.lease("a"):
+            pass
+        used = time.monotonic()
+        watch = Watch(router)
+        await watch.until(stopped("a"), limit=5)
+        assert time.monotonic() - used >= 0.95  # from the last request, not from the load
+        assert time.monotonic() - loaded >= 1.5
         assert launcher.stops["a"] == 1
 
 
