@@ -12,7 +12,7 @@ The targets were set on a machine where the minimal proxy itself costs ~150 us o
 per request; CPU figures are therefore also reported relative to the baseline proxy
 measured in the same run, and scaled to that reference machine.
 
-    python benchmarks/proxy.py [--requests 2000] [--sequential 400]
+    python benchmarks/proxy.py [--requests 2000] [--sequential 400] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import anyio
@@ -153,74 +155,104 @@ async def rate_and_cpu(
     return rate, (process_cpu_seconds(pid) - before) / total
 
 
+async def one_round(
+    http: aiohttp.ClientSession, urls: dict[str, str], pids: dict[str, int], total: int, count: int
+) -> dict[str, float]:
+    """Latency at c=1, then rate and CPU at c=16, for every path, one after the other."""
+    latency = {name: await sequential(http, url, count) for name, url in urls.items()}
+    p50 = {name: percentile(values, 0.5) * 1000 for name, values in latency.items()}
+    rate = {"direct": await concurrent(http, urls["direct"], total, 16)}
+    cpu: dict[str, float] = {}
+    for name in ("llamaswap", "baseline"):
+        rate[name], cpu[name] = await rate_and_cpu(http, urls[name], pids[name], total)
+    return {
+        "direct_p50_ms": p50["direct"],
+        "added_p50_ms": p50["llamaswap"] - p50["direct"],
+        "baseline_added_p50_ms": p50["baseline"] - p50["direct"],
+        "direct_rps_c16": rate["direct"],
+        "proxied_rps_c16": rate["llamaswap"],
+        "baseline_proxy_rps_c16": rate["baseline"],
+        "throughput_ratio_c16": rate["llamaswap"] / rate["direct"],
+        "baseline_throughput_ratio_c16": rate["baseline"] / rate["direct"],
+        "proxy_cpu_us_per_request": cpu["llamaswap"] * 1e6,
+        "baseline_proxy_cpu_us_per_request": cpu["baseline"] * 1e6,
+        "cpu_vs_baseline_proxy": cpu["llamaswap"] / cpu["baseline"],
+    }
+
+
 async def measure(
-    proxied: str, direct: str, pid: int, total: int, count: int, baseline: str, baseline_pid: int
+    proxied: str,
+    direct: str,
+    pid: int,
+    total: int,
+    count: int,
+    baseline: str,
+    baseline_pid: int,
+    rounds: int,
 ) -> dict[str, object]:
+    """`rounds` interleaved rounds; each figure is the median over the rounds."""
+    urls = {"direct": direct, "llamaswap": proxied, "baseline": baseline}
+    pids = {"llamaswap": pid, "baseline": baseline_pid}
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(connector=connector, trust_env=False) as http:
         await wait_until_up(http, proxied)
         await post_once(http, proxied)  # loads the model
         await wait_until_up(http, baseline)
-        for url in (direct, proxied, baseline):  # warm every path
+        for url in urls.values():  # warm every path
             await sequential(http, url, 50)
-        direct_latency = await sequential(http, direct, count)
-        proxied_latency = await sequential(http, proxied, count)
-        baseline_latency = await sequential(http, baseline, count)
-        direct_rate = await concurrent(http, direct, total, 16)
-        proxied_rate, cpu_per_request = await rate_and_cpu(http, proxied, pid, total)
-        baseline_rate, baseline_cpu = await rate_and_cpu(http, baseline, baseline_pid, total)
+        per_round = [await one_round(http, urls, pids, total, count) for _ in range(rounds)]
         lags = await sse_lag(http, proxied, direct, 10)
-    direct_ms = [x * 1000 for x in direct_latency]
-    proxied_ms = [x * 1000 for x in proxied_latency]
-    baseline_ms = [x * 1000 for x in baseline_latency]
-    lag_ms = [x * 1000 for x in lags]
-    direct_p50 = percentile(direct_ms, 0.5)
-    cpu_ratio = cpu_per_request / baseline_cpu
-    result = {
-        "direct_latency_ms": summary(direct_ms),
-        "proxied_latency_ms": summary(proxied_ms),
-        "baseline_proxy_latency_ms": summary(baseline_ms),
-        "added_p50_ms": percentile(proxied_ms, 0.5) - direct_p50,
-        "baseline_added_p50_ms": percentile(baseline_ms, 0.5) - direct_p50,
-        "direct_rps_c16": direct_rate,
-        "proxied_rps_c16": proxied_rate,
-        "baseline_proxy_rps_c16": baseline_rate,
-        "throughput_ratio_c16": proxied_rate / direct_rate,
-        "baseline_throughput_ratio_c16": baseline_rate / direct_rate,
-        "proxy_cpu_us_per_request": cpu_per_request * 1e6,
-        "baseline_proxy_cpu_us_per_request": baseline_cpu * 1e6,
-        "cpu_vs_baseline_proxy": cpu_ratio,
-        "cpu_us_scaled_to_reference": cpu_ratio * REFERENCE_BASELINE_CPU_US,
-        "sse_chunk_lag_ms": summary(lag_ms),
+    result: dict[str, object] = {
+        key: statistics.median(r[key] for r in per_round) for key in per_round[0]
     }
+    result["rounds"] = per_round
+    result["cpu_us_scaled_to_reference"] = (
+        float(result["cpu_vs_baseline_proxy"]) * REFERENCE_BASELINE_CPU_US  # type: ignore[arg-type]
+    )
+    lag_ms = [x * 1000 for x in lags]
+    result["sse_chunk_lag_ms"] = summary(lag_ms)
+    report(result, lag_ms, rounds)
+    return result
+
+
+def report(result: dict[str, Any], lag_ms: list[float], rounds: int) -> None:
+    print(f"median of {rounds} interleaved rounds:")
     print(
         f"added p50 latency at c=1:   {result['added_p50_ms']:.2f} ms "
         f"(minimal proxy: {result['baseline_added_p50_ms']:.2f} ms; target < 1 ms)"
     )
     print(
-        f"throughput at c=16:         {proxied_rate:,.0f} / {direct_rate:,.0f} req/s = "
-        f"{proxied_rate / direct_rate:.2f} of direct "
-        f"(minimal proxy: {baseline_rate / direct_rate:.2f}; target >= 0.45)"
+        f"throughput at c=16:         {result['proxied_rps_c16']:,.0f} / "
+        f"{result['direct_rps_c16']:,.0f} req/s = {result['throughput_ratio_c16']:.2f} of direct "
+        f"(minimal proxy: {result['baseline_throughput_ratio_c16']:.2f}; target >= 0.45)"
     )
     print(
-        f"llamaswap CPU per request:  {cpu_per_request * 1e6:.0f} us = {cpu_ratio:.2f}x the "
-        f"minimal proxy ({baseline_cpu * 1e6:.0f} us); scaled to the reference machine "
-        f"{cpu_ratio * REFERENCE_BASELINE_CPU_US:.0f} us (target <= 150 us)"
+        f"llamaswap CPU per request:  {result['proxy_cpu_us_per_request']:.0f} us = "
+        f"{result['cpu_vs_baseline_proxy']:.2f}x the minimal proxy "
+        f"({result['baseline_proxy_cpu_us_per_request']:.0f} us); scaled to the reference "
+        f"machine {result['cpu_us_scaled_to_reference']:.0f} us (target <= 150 us)"
     )
     print(
         f"SSE chunk lag:              p50 {percentile(lag_ms, 0.5):.2f} ms, "
         f"max {max(lag_ms):.2f} ms (target < 5 ms)"
     )
-    return result
 
 
-def main(total: int, count: int) -> dict[str, object]:
+def main(total: int, count: int, rounds: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as workdir:
         process, proxied, direct = start_llamaswap(Path(workdir))
         baseline, baseline_url = start_baseline(direct)
         try:
             return anyio.run(
-                measure, proxied, direct, process.pid, total, count, baseline_url, baseline.pid
+                measure,
+                proxied,
+                direct,
+                process.pid,
+                total,
+                count,
+                baseline_url,
+                baseline.pid,
+                rounds,
             )
         finally:
             for child in (baseline, process):
@@ -236,5 +268,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="per concurrency run")
     parser.add_argument("--sequential", type=int, default=400, help="requests at c=1, each path")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     options = parser.parse_args()
-    save("proxy", main(options.requests, options.sequential))
+    save("proxy", main(options.requests, options.sequential, options.rounds))

@@ -256,11 +256,25 @@ class RouterActor:
             async with self._inbox:
                 async for message in self._inbox:
                     self._handle(message)
-                    if self.state == "shutdown":
+                    if not self._handle_waiting():
                         break
                     self._after_step()
             self._send.close()
             tg.cancel_scope.cancel()
+
+    def _handle_waiting(self) -> bool:
+        """Handle every message already waiting, then let `_after_step` run once.
+
+        Under load many requests arrive and finish per loop turn; one timer check and
+        one snapshot per batch instead of per message. False once the router shut down.
+        """
+        while self.state != "shutdown":
+            try:
+                message = self._inbox.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                return True  # the `async for` waits for, or notices the end of, the inbox
+            self._handle(message)
+        return False
 
     # -- plumbing ----------
 
