@@ -77,6 +77,12 @@ class RingHandler(logging.Handler):
 def configure(config: Config, proxy_log: LogRing, stream: TextIO | None = None) -> None:
     """Route llamaswap's logging per the config (safe to call again after a reload)."""
     stream = stream or sys.stdout
+    # Every proxied request logs a line; our formats never show the caller's file,
+    # thread or process, so skip collecting them (the Logging HOWTO's "Optimization").
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger("llamaswap")
     for handler in list(root.handlers):
         root.removeHandler(handler)
