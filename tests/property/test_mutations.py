@@ -54,6 +54,14 @@ class IgnoresStarvation(Scheduler):
         return []
 
 
+class LoadsForIgnoredPaths(Scheduler):
+    """Bug: treats a request that may not load like any other (it starts or joins swaps)."""
+
+    def submit(self, request: Request, now: float) -> None:
+        request.may_load = True
+        super().submit(request, now)
+
+
 def hunt(scenario: Scenario) -> InvariantViolation:
     # An explicit seed, not derandomize: derandomized runs of different state machines
     # share one test function, so their examples would depend on which tests ran first.
@@ -95,3 +103,10 @@ def test_catches_ignoring_the_starvation_bound() -> None:
         scheduler_factory=IgnoresStarvation,
     )
     assert hunt(scenario).kind == "starvation"
+
+
+def test_catches_loading_for_a_request_that_may_not_load() -> None:
+    scenario = Scenario(
+        RULES, GroupPolicy(GROUPS), groups=GROUPS, scheduler_factory=LoadsForIgnoredPaths
+    )
+    assert hunt(scenario).kind == "no load"

@@ -52,6 +52,7 @@ class Ticket:
         "_delivered",
         "_outcome",
         "abandoned",
+        "may_load",
         "model",
         "on_admitted",
         "on_position",
@@ -64,9 +65,11 @@ class Ticket:
         model: str,
         on_position: Callable[[int], None] | None = None,
         on_admitted: Callable[[], None] | None = None,
+        may_load: bool = True,
     ) -> None:
         self.request_id = request_id
         self.model = model
+        self.may_load = may_load
         self.on_position = on_position
         self.on_admitted = on_admitted
         self.abandoned = False

@@ -193,6 +193,7 @@ class RouterActor:
         *,
         on_position: Callable[[int], None] | None = None,
         on_admitted: Callable[[], None] | None = None,
+        may_load: bool = True,
     ) -> AsyncIterator[Lease]:
         """Wait for `model` and hold it while the body runs; raises RoutingError.
 
@@ -200,9 +201,10 @@ class RouterActor:
         429 is always known before a loading stream starts); `on_position` with each
         new queue position. If the caller is cancelled while waiting it leaves the
         queue and never triggers a load; a grant that raced the cancellation is handed
-        back.
+        back. With `may_load=False` the router decides at once: a lease if the model
+        is ready and staying, else ModelNotLoaded (nothing is started or queued).
         """
-        ticket = Ticket(next(self._ids), model, on_position, on_admitted)
+        ticket = Ticket(next(self._ids), model, on_position, on_admitted, may_load)
         if not self._post(_Submit(ticket, time.monotonic())):
             raise ShuttingDown()
         try:
@@ -351,7 +353,10 @@ class RouterActor:
                     self._held.append(message)
                     return
                 self._tickets[ticket.request_id] = ticket
-                scheduler.submit(Request(ticket.request_id, ticket.model, arrival), now)
+                request = Request(
+                    ticket.request_id, ticket.model, arrival, may_load=ticket.may_load
+                )
+                scheduler.submit(request, now)
                 if ticket.request_id in self._tickets:
                     ticket.admitted()  # neither granted nor rejected: it waits
             case _Cancel(request_id=request_id):

@@ -2,6 +2,7 @@
 
 from .errors import (
     ModelNotFound,
+    ModelNotLoaded,
     ModelUnloaded,
     RoutingError,
     ShuttingDown,
@@ -34,6 +35,7 @@ __all__ = [
     "MatrixAlternative",
     "MatrixPolicy",
     "ModelNotFound",
+    "ModelNotLoaded",
     "ModelRules",
     "ModelUnloaded",
     "Policy",

@@ -36,6 +36,17 @@ class SwapFailed(RoutingError):
     code = "start_failed"
 
 
+class ModelNotLoaded(RoutingError):
+    """A request that may not load anything (upstream.ignorePaths) found its model not ready."""
+
+    status = 409
+    code = "model_not_loaded"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"model {model} is not loaded")
+        self.model = model
+
+
 class ModelUnloaded(RoutingError):
     status = 503
     code = "model_unloaded"

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from .errors import (
     ModelNotFound,
+    ModelNotLoaded,
     ModelUnloaded,
     RoutingError,
     ShuttingDown,
@@ -49,12 +50,17 @@ class ModelRules:
 
 @dataclass(eq=False)
 class Request:
-    """One admitted request, identified by `id` (compared by identity)."""
+    """One admitted request, identified by `id` (compared by identity).
+
+    `may_load=False` (llama-swap's upstream.ignorePaths) is served only by a model that
+    is ready and staying; it never starts, joins or queues for a swap.
+    """
 
     id: int
     model: str
     arrival: float
     priority: int = 0
+    may_load: bool = True
 
 
 @dataclass
@@ -331,6 +337,9 @@ class Scheduler:
 
     def _place(self, request: Request, now: float) -> bool:
         """Grant, join or start a swap for `request`; False means it must queue."""
+        if not request.may_load:
+            self._place_without_loading(request, now)
+            return True
         model = request.model
         blockers = self._blockers(request, now)
         swap = self._active.get(model)
@@ -360,6 +369,31 @@ class Scheduler:
         self._idle_since.pop(model, None)
         self._effects.start_swap(model, evict)
         return True
+
+    def _place_without_loading(self, request: Request, now: float) -> None:
+        """Grant now if the model is ready and nothing is taking it away, else reject.
+
+        Never queued: by the time it left the queue its model could be gone, and then
+        serving it would mean loading it.
+        """
+        model = request.model
+        blockers = self._blockers(request, now)
+        loaded = (
+            self._view.get(model) == "ready"
+            and model not in self._active
+            and model in self._staying()
+            and not self._would_evict(model)
+        )
+        if loaded and not (blockers and self._delays(model, (), blockers)):
+            self._grant(request, now)
+        else:
+            self._fail(request, ModelNotLoaded(model))
+
+    def _would_evict(self, model: str) -> bool:
+        try:
+            return bool(self.policy.evict_for(model, self.running(), self._usage))
+        except CannotFit:
+            return True
 
     def _collides(self, target: str, evict: tuple[str, ...]) -> bool:
         """Would a swap (target, evict) step on a swap already in flight?"""

@@ -65,6 +65,26 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
             self.world.say(f"request #{rid} for {model} arrives")
             self.scheduler.submit(Request(rid, model, now), now)
 
+        @rule(model=request_models)
+        def request_that_may_not_load_arrives(self, model: str) -> None:
+            """An upstream.ignorePaths request: answered at once, never loads anything."""
+            self.next_id += 1
+            rid, now, world = self.next_id, self.world.now, self.world
+            world.requests[rid] = ClientRequest(rid, model, now)
+            world.say(f"request #{rid} for {model} arrives (it may not load {model})")
+            was_ready, swaps_before = world.processes.get(model) == "ready", dict(world.swaps)
+            self.scheduler.submit(Request(rid, model, now, may_load=False), now)
+            status = world.requests[rid].status
+            if status == "waiting" or world.swaps != swaps_before:
+                what = "waits" if status == "waiting" else "started a swap"
+                raise world._violation(
+                    "no load", f"request #{rid} {what}", models=frozenset({model})
+                )
+            if status == "granted" and not was_ready:
+                raise world._violation(
+                    "no load", f"request #{rid} was served by {model} while not ready"
+                )
+
         def _waiting(self) -> list[int]:
             return sorted(
                 r.id for r in self.world.requests.values() if r.status == "waiting" and not r.gone

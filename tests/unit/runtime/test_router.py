@@ -15,6 +15,7 @@ from llamaswap.runtime.events import ProcessStateChanged, SwapStarted
 from llamaswap.runtime.leases import Lease
 from llamaswap.scheduling import (
     ModelNotFound,
+    ModelNotLoaded,
     ModelUnloaded,
     ShuttingDown,
     SwapFailed,
@@ -360,6 +361,22 @@ async def test_each_request_restarts_the_ttl_clock() -> None:
         assert time.monotonic() - used >= 0.95  # from the last request, not from the load
         assert time.monotonic() - loaded >= 1.5
         assert launcher.stops["a"] == 1
+
+
+async def test_a_lease_that_may_not_load_is_decided_by_the_router_at_once() -> None:
+    async with running_router(THREE) as (router, launcher):
+        with pytest.raises(ModelNotLoaded):
+            async with router.lease("a", may_load=False):
+                pass
+        assert launcher.starts["a"] == 0
+        await router.load("a")
+        async with router.lease("a", may_load=False) as lease:
+            assert lease.model == "a"
+        await router.load("b")  # evicts a
+        with pytest.raises(ModelNotLoaded):
+            async with router.lease("a", may_load=False):
+                pass
+        assert launcher.starts["a"] == 1
 
 
 async def test_reload_restarts_changed_models_and_keeps_the_rest() -> None:

@@ -71,9 +71,10 @@ class Harness:
         self.now = 0.0
         self._next_id = 0
 
-    def request(self, model: str) -> int:
+    def request(self, model: str, *, may_load: bool = True) -> int:
         self._next_id += 1
-        self.scheduler.submit(Request(self._next_id, model, self.now), self.now)
+        request = Request(self._next_id, model, self.now, may_load=may_load)
+        self.scheduler.submit(request, self.now)
         return self._next_id
 
     def ready(self, *models: str) -> None:

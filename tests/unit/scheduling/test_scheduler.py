@@ -8,6 +8,7 @@ from llamaswap.scheduling import (
     MatrixAlternative,
     MatrixPolicy,
     ModelNotFound,
+    ModelNotLoaded,
     ModelRules,
     ModelUnloaded,
     ShuttingDown,
@@ -359,3 +360,65 @@ def test_starving_requests_go_first_regardless_of_priority() -> None:
     h.finish(hold)
     assert h.effects.swaps[0][0] == "lo"
     assert h.effects.last_positions.get(hi) == 1
+
+
+# -- requests that may not load (upstream.ignorePaths) ------------------------------------
+
+
+def not_loaded(h: Harness, rid: int) -> bool:
+    return any(r == rid and isinstance(e, ModelNotLoaded) for r, e in h.effects.rejects)
+
+
+def test_a_request_that_may_not_load_is_rejected_while_its_model_is_stopped() -> None:
+    h = Harness(["a"])
+    rid = h.request("a", may_load=False)
+    assert not_loaded(h, rid)
+    assert h.effects.swaps == [] and h.effects.grants == []
+    assert h.scheduler.queued() == []
+
+
+def test_a_request_that_may_not_load_is_served_by_a_ready_model() -> None:
+    h = Harness(["a"])
+    h.ready("a")
+    rid = h.request("a", may_load=False)
+    assert h.effects.grants == [rid]
+    assert h.scheduler.in_flight("a") == 1
+
+
+def test_a_request_that_may_not_load_neither_joins_a_swap_nor_waits_for_one() -> None:
+    h = Harness(["a", "b"])
+    h.ready("a")
+    h.request("b")  # a swap to b, evicting a
+    assert h.effects.swaps == [("b", ("a",))]
+    joining = h.request("b", may_load=False)
+    evicted = h.request("a", may_load=False)  # still ready, but on its way out
+    assert not_loaded(h, joining) and not_loaded(h, evicted)
+    assert h.effects.swaps == [("b", ("a",))]
+    h.complete_swap("b")
+    assert h.scheduler.queued() == []
+
+
+def test_a_request_that_may_not_load_never_brings_back_an_evicted_model() -> None:
+    h = Harness(["a", "b"])
+    h.ready("a")
+    busy = h.request("a")
+    h.request("b")  # queued: a has a request in flight
+    assert h.effects.swaps == []
+    h.finish(busy)
+    assert h.effects.swaps == [("b", ("a",))]
+    h.complete_swap("b")
+    late = h.request("a", may_load=False)
+    assert not_loaded(h, late)
+    assert h.effects.swaps == [("b", ("a",))]
+
+
+def test_a_request_that_may_not_load_is_refused_when_it_would_delay_a_starving_one() -> None:
+    h = Harness(["a", "b"], max_wait=10)
+    h.ready("a")
+    busy = h.request("a")
+    h.request("b")  # waits for a's request
+    h.now += 11  # b is starving now
+    rid = h.request("a", may_load=False)
+    assert not_loaded(h, rid)
+    h.finish(busy)
+    assert h.effects.swaps == [("b", ("a",))]

@@ -9,7 +9,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from llamaswap.runtime.events import RequestFinished
-from llamaswap.scheduling import RoutingError
+from llamaswap.scheduling import ModelNotLoaded, RoutingError
 
 from ..errors import error_response, routing_error_response
 from ..extract import Inbound
@@ -145,18 +145,19 @@ async def upstream_passthrough(request: web.Request) -> web.StreamResponse:
         target = PeerTarget(peer[0], peer[1], peer[1])
         inbound = Inbound(peer[1], body, None, False)
         return await forward_to_peer(request, service, target, inbound, tail)
-    if _ignored(service, rest) and service.router.model_state(model_id) != "ready":
-        return error_response(
-            request, 409, f"model {model_id} is not loaded; path matches upstream.ignorePaths"
-        )
+    may_load = not _ignored(service, rest)  # decided by the router, not from a stale read
     exchange = Exchange()
     started = time.monotonic()
     try:
-        async with service.router.lease(model_id) as lease:
+        async with service.router.lease(model_id, may_load=may_load) as lease:
             timeouts = service.config.models[model_id].timeouts
             return await forward_leased(
                 request, service.client, lease, tail, body, exchange, timeouts=timeouts
             )
+    except ModelNotLoaded:
+        exchange.status = 409
+        message = f"model {model_id} is not loaded; path matches upstream.ignorePaths"
+        return error_response(request, 409, message)
     except RoutingError as error:
         exchange.status = error.status
         return routing_error_response(request, error)
