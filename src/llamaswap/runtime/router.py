@@ -420,7 +420,9 @@ class RouterActor:
             m for m, model in old.models.items() if m not in new.models or new.models[m] != model
         )
         self._machine.send("reload")
-        self._scheduler.unload(replaced, now)
+        # Waiters for a changed model wait for its new process; those for a removed one fail.
+        self._scheduler.retire([m for m in replaced if m in new.models], now)
+        self._scheduler.unload([m for m in replaced if m not in new.models], now)
         self._revoke(lambda lease: lease.model in replaced, "config reloaded")
         for model in replaced:
             self._retiring[model] = self.processes.pop(model)

@@ -123,6 +123,7 @@ class Scheduler:
         self._last_used: dict[str, float] = {}
         self._idle_since: dict[str, float] = {}
         self._closed = False
+        self._retiring: set[str] = set()  # replaced by a reload under way: not served yet
         self._running: frozenset[str] | None = None  # cache of running(); see _changed()
         # live views: the policies read them without copies
         self._usage = Usage(last_used=self._last_used, busy=self._in_flight.keys())
@@ -287,6 +288,26 @@ class Scheduler:
         self._drain(now)
         return tuple(targets)
 
+    def retire(self, models: Iterable[str], now: float) -> None:
+        """A reload replaces `models`: stop them, and hold their waiters until it is done.
+
+        Their swaps are cancelled and their waiters go back to the queue, where they keep
+        their place and their starvation bound but are not served until `reconfigure`
+        brings the new config (its processes are the ones that will serve them).
+        """
+        chosen = sorted(set(models) & self.rules.keys())
+        for target in chosen:
+            swap = self._active.pop(target, None)
+            if swap is not None:
+                self._effects.cancel_swap(target)
+                self._queue[:0] = swap.waiters
+            if self._view.get(target) in RUNNING_STATES:
+                self._view[target] = "stopping"
+            self._idle_since.pop(target, None)
+        self._retiring.update(chosen)
+        self._changed()
+        self._drain(now)
+
     def shutdown(self, now: float) -> None:
         """Fail everyone waiting; refuse everything from now on."""
         self._closed = True
@@ -306,6 +327,7 @@ class Scheduler:
         Requests waiting for a removed model fail; those for a changed model stay and
         are served by its new process.
         """
+        self._retiring.clear()
         removed = sorted(self.rules.keys() - rules.keys())
         restart = sorted(set(changed) & self.rules.keys() & rules.keys())
         for model in removed:
@@ -341,6 +363,8 @@ class Scheduler:
             self._place_without_loading(request, now)
             return True
         model = request.model
+        if model in self._retiring:
+            return False
         blockers = self._blockers(request, now)
         swap = self._active.get(model)
         if swap is not None:

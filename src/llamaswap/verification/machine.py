@@ -52,6 +52,7 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
             self.next_id = 0
             self.late_cancels: list[int] = []
             self.starting: set[str] = set()  # swap targets whose evictees are already gone
+            self.reload_pending: list[str] | None = None  # models a reload under way replaces
             record.examples += 1
             record.last_log = self.world.log
 
@@ -216,6 +217,30 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
                 if self.world.processes[model] != "stopped":
                     self.world.stopping.add(model)
 
+        @precondition(lambda self: self.reload_pending is None)
+        @rule(changed=subsets)
+        def reload_begins(self, changed: list[str]) -> None:
+            """The router's two-phase reload: changed models stop, their waiters wait."""
+            self.world.say(f"a config reload begins; changed: {', '.join(changed) or '-'}")
+            self.scheduler.retire(changed, self.world.now)
+            for model in changed:
+                self.starting.discard(model)
+                if self.world.processes[model] != "stopped":
+                    self.world.stopping.add(model)
+            self.reload_pending = changed
+
+        @precondition(
+            lambda self: (
+                self.reload_pending is not None
+                and all(self.world.processes[m] == "stopped" for m in self.reload_pending)
+            )
+        )
+        @rule()
+        def reload_completes(self) -> None:
+            self.world.say("the config reload completes")
+            self.reload_pending = None
+            self.scheduler.reconfigure(scenario.rules, scenario.policy, (), self.world.now)
+
         # -- judgement ---------------------------------------------------------------------
 
         @invariant()
@@ -255,6 +280,11 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
             idle_stops = sorted(self.world.stopping - self.world.swaps.keys())
             if idle_stops:
                 self._process_stopped(idle_stops[0])
+                return True
+            if self.reload_pending is not None and all(
+                self.world.processes[m] == "stopped" for m in self.reload_pending
+            ):
+                self.reload_completes()
                 return True
             granted = self._granted()
             if granted:

@@ -399,6 +399,46 @@ async def test_reload_restarts_changed_models_and_keeps_the_rest() -> None:
             await router.load("c")
 
 
+async def test_a_request_waiting_for_a_changed_model_is_served_by_its_new_process() -> None:
+    launcher = GatedLauncher(auto_ready=False)
+    async with running_router(THREE, launcher) as (router, _):
+        served: list[str] = []
+
+        async def use_b() -> None:
+            async with router.lease("b") as lease:
+                served.append(lease.model)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(use_b)
+            await until_spawned(launcher, "b")  # b is starting; the request waits for it
+            changed = THREE.replace("fake --model b", "fake --model b --new-flag")
+            await router.reload(config_of(changed))
+            await until_spawned(launcher, "b", count=2)
+            launcher.current("b").become_healthy()
+        assert served == ["b"]
+        assert launcher.stops["b"] == 1
+
+
+async def test_a_request_waiting_for_a_removed_model_fails() -> None:
+    launcher = GatedLauncher(auto_ready=False)
+    async with running_router(THREE, launcher) as (router, _):
+        errors: list[Exception] = []
+
+        async def use_c() -> None:
+            try:
+                async with router.lease("c"):
+                    pass
+            except ModelUnloaded as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(use_c)
+            await until_spawned(launcher, "c")
+            await router.reload(config_of(models_yaml("a", "b")))
+        assert len(errors) == 1
+        assert launcher.starts["c"] == 1
+
+
 async def test_preload_starts_models_without_a_request() -> None:
     yaml = THREE + "\nhooks:\n  on_startup:\n    preload: [b]\n"
     launcher = GatedLauncher()

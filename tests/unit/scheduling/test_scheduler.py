@@ -422,3 +422,23 @@ def test_a_request_that_may_not_load_is_refused_when_it_would_delay_a_starving_o
     assert not_loaded(h, rid)
     h.finish(busy)
     assert h.effects.swaps == [("b", ("a",))]
+
+
+def test_retire_holds_waiters_until_the_new_config_arrives() -> None:
+    h = Harness(["a", "b"])
+    h.ready("a")
+    busy = h.request("a")
+    queued_b = h.request("b")  # queued: a is busy
+    h.finish(busy)
+    assert h.effects.swaps == [("b", ("a",))]
+    joined_b = h.request("b")
+    h.scheduler.retire(["b"], h.now)
+    assert h.effects.cancelled_swaps == ["b"]
+    assert h.effects.rejects == [] and h.effects.grants == [busy]
+    assert [r.id for r in h.scheduler.queued()] == [queued_b, joined_b]
+    h.stopped("a", "b")
+    assert h.effects.swaps == [("b", ("a",))], "nothing starts b while it is retiring"
+    h.scheduler.reconfigure(h.scheduler.rules, h.scheduler.policy, (), h.now)
+    assert h.effects.swaps == [("b", ("a",)), ("b", ())]
+    h.complete_swap("b")
+    assert h.effects.grants == [busy, queued_b, joined_b]
