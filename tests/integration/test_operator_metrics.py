@@ -157,3 +157,27 @@ async def test_each_server_has_its_own_registry() -> None:
         assert value(await scrape(one, http), "llamaswap_requests_total", model="a", status="200")
         other = await scrape(two, http)
         assert value(other, "llamaswap_requests_total", model="a", status="200") is None
+
+
+async def test_a_reload_drops_the_series_of_removed_models_and_adds_new_ones() -> None:
+    from llamaswap.config import parse_config
+    from llamaswap.server import apply_config
+
+    yaml = config_yaml(fake_model("a"), fake_model("b"))
+    async with running_server(yaml) as server, server.client() as http:
+        router = server.service.router
+        with server.service.bus.subscribe() as subscription:
+            events = Events(subscription)
+            async with http.post(server.url + CHAT, json=chat("b")) as response:
+                assert response.status == 200
+            await events.until(lambda: events.finished() == 1 and not router.snapshot.in_flight)
+        assert value(await scrape(server, http), "llamaswap_swaps_total", model="b") == 1
+
+        await apply_config(
+            server.service, parse_config(config_yaml(fake_model("a"), fake_model("c")))
+        )
+        samples = await scrape(server, http)
+    assert models_in(samples) == {"a", "c"}
+    assert value(samples, "llamaswap_model_state", model="c", state="stopped") == 1
+    assert value(samples, "llamaswap_in_flight", model="c") == 0
+    assert value(samples, "llamaswap_model_state", model="a", state="stopped") == 1

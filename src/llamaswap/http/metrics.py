@@ -10,6 +10,7 @@ the code that published the event.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from prometheus_client.exposition import choose_encoder
 
 from llamaswap.runtime.events import (
     EventBus,
+    ModelsConfigured,
     ProcessStateChanged,
     RequestFinished,
     RouterSnapshot,
@@ -104,6 +106,7 @@ class Metrics:
         self._gauged: set[str] = set()
         self._request_series: dict[tuple[str, int], _RequestSeries] = {}
         self._last_counts: dict[str, tuple[int, int]] = {}
+        self._known: set[str] = set()  # the configured models
 
     def seed(
         self, models: list[str], state_of: Callable[[str], str], snapshot: RouterSnapshot
@@ -112,6 +115,7 @@ class Metrics:
         for model in models:
             self._set_state(model, state_of(model))
         self._gauged.update(models)
+        self._known.update(models)
         self._set_counts(snapshot)
 
     def attach(self, bus: EventBus) -> None:
@@ -147,6 +151,44 @@ class Metrics:
                 self._set_state(model, new)
             case RequestFinished(model=model, status=status, duration=duration):
                 self._per_request(model, status).observe(duration)
+            case ModelsConfigured(models=models, fresh=fresh):
+                self._configure(models, fresh)
+
+    def _configure(self, models: tuple[str, ...], fresh: tuple[str, ...]) -> None:
+        """After a reload: removed models lose every series, new ones start at zero,
+        and models with a new process show its state (stopped), not the old one's."""
+        current = set(models)
+        for model in self._known - current:
+            self._forget(model)
+        for model in sorted(current - self._known):
+            self._last_counts[model] = (0, 0)
+            self.queue_length.labels(model).set(0)
+            self.in_flight.labels(model).set(0)
+        for model in sorted(current & (set(fresh) | (current - self._known))):
+            self._set_state(model, "stopped")
+        self._gauged = (self._gauged & current) | current
+        self._known = current
+
+    def _forget(self, model: str) -> None:
+        per_model = (
+            self.swaps,
+            self.swap_failures,
+            self.load_seconds,
+            self.queue_length,
+            self.in_flight,
+            self.request_seconds,
+            self.errors,
+        )
+        labelled: list[tuple[Counter | Gauge | Histogram, tuple[str, ...]]]
+        labelled = [(metric, (model,)) for metric in per_model]
+        labelled += [(self.model_state, (model, state)) for state in PROCESS_STATES]
+        for key in [key for key in self._request_series if key[0] == model]:
+            del self._request_series[key]
+            labelled.append((self.requests, (model, str(key[1]))))
+        for metric, labels in labelled:
+            with contextlib.suppress(KeyError):  # a series that was never created
+                metric.remove(*labels)
+        self._last_counts.pop(model, None)
 
     def _per_request(self, model: str, status: int) -> _RequestSeries:
         """The series one finished request touches, looked up once per (model, status)."""

@@ -76,6 +76,16 @@ class RouterStateChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelsConfigured:
+    """A config reload finished: from now on these are the local models; `fresh` got a
+    new (stopped) process, because they are new or their settings changed."""
+
+    models: tuple[str, ...]
+    fresh: tuple[str, ...] = ()
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
 class ProfileChanged:
     """An operator switched the active profile (None: no profile)."""
 

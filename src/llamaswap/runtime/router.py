@@ -36,6 +36,7 @@ from llamaswap.scheduling.from_config import build_policy, model_rules
 
 from .events import (
     EventBus,
+    ModelsConfigured,
     ProcessStateChanged,
     RouterSnapshot,
     RouterStateChanged,
@@ -446,6 +447,7 @@ class RouterActor:
         for model in fresh:
             scheduler.process_state(model.id, "stopped", now)
         self._machine.send("reload_done")
+        self.bus.publish(ModelsConfigured(tuple(config.models), tuple(m.id for m in fresh)))
         held, self._held = self._held, []
         for submit in held:
             self._handle(submit)
