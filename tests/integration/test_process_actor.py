@@ -216,6 +216,41 @@ async def test_a_child_that_left_the_process_group_is_killed_too(
         assert not pid_alive(child)
 
 
+async def test_a_daemon_that_left_group_and_tree_dies_with_its_failed_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A classic daemon (setsid, then its parent exits) is in neither the process group
+    nor the process tree when llamaswap looks; it still carries its upstream's mark."""
+    port = free_port()
+    daemon = fake_cmd(port, "--never-healthy")
+    cmd = f"sh -c 'setsid {daemon} & sleep 1'"  # the wrapper exits once the daemon runs
+    settings = fake_settings(cmd=cmd, proxy=f"http://127.0.0.1:{port}")
+    try:
+        async with running_actor(settings) as (actor, _):
+            with pytest.raises(StartFailed, match="exited prematurely with code 0"):
+                await actor.ensure_ready()
+            assert "which had left its process group" in caplog.text
+            assert fake_upstreams_on(port) == []
+    finally:
+        for pid in fake_upstreams_on(port):
+            kill_quietly(pid)
+
+
+def fake_upstreams_on(port: int) -> list[int]:
+    """Live fake upstreams started with `--port <port>`, found by command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or not pid_alive(int(entry.name)):
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"llamaswap.testing.upstream" in argv and str(port).encode() in argv:
+            found.append(int(entry.name))
+    return found
+
+
 def wrapper_child(lines: list[str]) -> int:
     for line in lines:
         if match := re.search(r"wrapper child pid (\d+)", line):

@@ -9,12 +9,17 @@ and its merged stdout/stderr pipe is read in chunks from a non-blocking fd.
 The fork happens on the event-loop thread on purpose: Linux sends the parent-death
 signal when the *thread* that forked the child exits, so forking from a short-lived
 worker thread would kill the upstream when that thread retires.
+
+Every upstream's environment carries a unique `LLAMASWAP_UPSTREAM` mark. A daemon that
+called setsid() and whose parent exited has left both the process group and the process
+tree, but it still carries the mark (/proc/<pid>/environ), so it dies with its upstream.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import logging
 import os
 import signal
@@ -75,6 +80,29 @@ def descendants(root: int) -> list[tuple[int, bytes]]:
     return found
 
 
+MARK_VARIABLE = "LLAMASWAP_UPSTREAM"
+_marks = itertools.count(1)
+
+
+def new_mark() -> str:
+    """A value for MARK_VARIABLE no other upstream (of this or another llamaswap) has."""
+    return f"{os.getpid()}-{next(_marks)}"
+
+
+def marked(mark: str) -> list[tuple[int, bytes]]:
+    """(pid, start time) of live processes whose initial environment carries `mark`."""
+    needle = f"\0{MARK_VARIABLE}={mark}\0".encode()
+    found = []
+    for pid, fields in _live_processes().items():
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                if needle in b"\0" + environ.read() + b"\0":
+                    found.append((pid, fields[19]))
+        except OSError:  # gone, or another user's process
+            continue
+    return found
+
+
 def kill_if_same(pid: int, started: bytes) -> bool:
     """SIGKILL `pid` if it is still the process that started at `started`."""
     fields = _stat_fields(pid)
@@ -131,8 +159,11 @@ def merged_environment(extra: Sequence[str]) -> dict[str, str]:
 class UpstreamProcess:
     """One spawned upstream: its pid, its process group, its output, its exit."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], output_fd: int, log_ring: LogRing) -> None:
+    def __init__(
+        self, popen: subprocess.Popen[bytes], output_fd: int, log_ring: LogRing, mark: str = ""
+    ) -> None:
         self._popen = popen
+        self._mark = mark
         self.pid = popen.pid
         self.pgid = popen.pid  # start_new_session=True makes the child a group leader
         self._output_fd = output_fd
@@ -146,6 +177,7 @@ class UpstreamProcess:
     @classmethod
     def spawn(cls, argv: Sequence[str], env: dict[str, str], log_ring: LogRing) -> UpstreamProcess:
         """Start `argv` in a new session. Raises OSError when it cannot be executed."""
+        mark = new_mark()
         read_fd, write_fd = os.pipe()
         try:
             popen = subprocess.Popen(
@@ -153,7 +185,7 @@ class UpstreamProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=write_fd,
                 stderr=write_fd,
-                env=env,
+                env={**env, MARK_VARIABLE: mark},
                 start_new_session=True,
                 preexec_fn=_die_with_parent(os.getpid()),  # see module docstring
                 close_fds=True,
@@ -164,7 +196,7 @@ class UpstreamProcess:
         finally:
             os.close(write_fd)
         os.set_blocking(read_fd, False)
-        return cls(popen, read_fd, log_ring)
+        return cls(popen, read_fd, log_ring, mark)
 
     def signal_group(self, sig: int) -> bool:
         """Send `sig` to the whole process group; False when nothing was left to signal."""
@@ -215,7 +247,8 @@ class UpstreamProcess:
             with anyio.move_on_after(max(0.0, self._grace_until - anyio.current_time())):
                 await wait_group_gone(self.pgid)
         self.signal_group(signal.SIGKILL)
-        escaped = [pid for pid, started in self._tree if kill_if_same(pid, started)]
+        leftovers = set(self._tree) | set(marked(self._mark) if self._mark else ())
+        escaped = sorted(pid for pid, started in leftovers if kill_if_same(pid, started))
         if escaped:
             log.warning("pid %d: killed %s, which had left its process group", self.pid, escaped)
         with anyio.move_on_after(GROUP_EXIT_SECONDS):
