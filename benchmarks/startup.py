@@ -18,7 +18,6 @@ import contextlib
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,15 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import save, summary
 from llamaswap.testing import upstream_command
+from llamaswap.testing.ports import free_port
 
 LIBRARIES = "aiohttp, anyio, pydantic, yaml, statemachine, prometheus_client"
 POLL_SECONDS = 0.002
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def write_config(path: Path, models: int) -> Path:

@@ -49,11 +49,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from llamaswap.testing.ports import free_port as free_port  # re-exported for the tests
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-llama-server.sh"
@@ -172,13 +173,6 @@ def llama_server_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """``base`` (default ``os.environ``) without the ``LLAMA_ARG_*`` overrides."""
     source = os.environ if base is None else base
     return {key: value for key, value in source.items() if not key.startswith("LLAMA_ARG_")}
-
-
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1 (racy, but fine for tests)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def stop_process_group(

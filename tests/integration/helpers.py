@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
@@ -13,12 +12,7 @@ import anyio
 from llamaswap.runtime.events import ProcessStateChanged
 from llamaswap.runtime.process import ProcessActor, UpstreamSettings
 from llamaswap.testing import upstream_command
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from llamaswap.testing.ports import free_port
 
 
 def fake_cmd(port: int, *options: str) -> str:

@@ -11,10 +11,9 @@ the server stops by itself at the end, and every upstream it started is stopped.
 from __future__ import annotations
 
 import shlex
-import socket
 import textwrap
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,29 +26,7 @@ from llamaswap.http.app import build_app, serve
 from llamaswap.http.service import Service
 from llamaswap.server import make_service
 from llamaswap.testing import upstream_command
-
-
-def free_port_block(count: int) -> int:
-    """The first of `count` consecutive ports that are free right now."""
-    for _ in range(200):
-        with closing(socket.socket()) as probe:
-            probe.bind(("127.0.0.1", 0))
-            start = int(probe.getsockname()[1])
-        if start + count >= 65000:
-            continue
-        sockets = []
-        try:
-            for port in range(start, start + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return start
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError("no block of free ports")
+from llamaswap.testing.ports import free_port_block
 
 
 def fake_model(name: str, *options: str, extra: str = "") -> str:

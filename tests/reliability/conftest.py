@@ -345,8 +345,14 @@ class TrafficResult:
         return (
             f"{len(self.outcomes)} requests in {self.seconds:.1f}s ({rate:.0f}/s), "
             f"{self.crashes} crashes, {self.unloads} unloads; outcomes {dict(self.kinds)}; "
-            f"error statuses {dict(self.statuses)}; cancelled {dict(self.phases)}"
+            f"error statuses {dict(self.statuses)}; cancelled {dict(self.phases)}; "
+            f"commonest errors {self.commonest_errors()}"
         )
+
+    def commonest_errors(self, count: int = 3) -> list[tuple[str, int]]:
+        """The most frequent error messages (first 120 characters), to tell a flake's cause."""
+        messages = Counter(o.detail[:120] for o in self.outcomes if o.kind == STATUS)
+        return messages.most_common(count)
 
 
 class Traffic:

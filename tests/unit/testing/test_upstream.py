@@ -32,18 +32,13 @@ import pytest
 from llamaswap.testing import FORK_WRAPPER, upstream_command
 from llamaswap.testing.bodies import EMBEDDING_DIM, embedding_vector
 from llamaswap.testing.options import parse_args, parse_duration
+from llamaswap.testing.ports import free_port
 
 MARKER = "LLAMASWAP_FAKE_TEST_MARKER"
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
 
 
 # --- harness ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Fake:
