@@ -158,15 +158,16 @@ class Metrics:
         """After a reload: removed models lose every series, new ones start at zero,
         and models with a new process show its state (stopped), not the old one's."""
         current = set(models)
+        new = current - self._known
         for model in self._known - current:
             self._forget(model)
-        for model in sorted(current - self._known):
+        for model in sorted(new):
             self._last_counts[model] = (0, 0)
             self.queue_length.labels(model).set(0)
             self.in_flight.labels(model).set(0)
-        for model in sorted(current & (set(fresh) | (current - self._known))):
+        for model in sorted(new | (current & set(fresh))):
             self._set_state(model, "stopped")
-        self._gauged = (self._gauged & current) | current
+        self._gauged = set(current)
         self._known = current
 
     def _forget(self, model: str) -> None:

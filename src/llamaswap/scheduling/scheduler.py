@@ -296,17 +296,22 @@ class Scheduler:
         brings the new config (its processes are the ones that will serve them).
         """
         chosen = sorted(set(models) & self.rules.keys())
-        for target in chosen:
-            swap = self._active.pop(target, None)
-            if swap is not None:
-                self._effects.cancel_swap(target)
-                self._queue[:0] = swap.waiters
-            if self._view.get(target) in RUNNING_STATES:
-                self._view[target] = "stopping"
-            self._idle_since.pop(target, None)
+        self._take_down(chosen)
         self._retiring.update(chosen)
-        self._changed()
         self._drain(now)
+
+    def _take_down(self, models: Iterable[str]) -> None:
+        """Mark `models` stopping; swaps to them are cancelled and their waiters queue
+        again at the front (a reload will serve them from the new process)."""
+        for model in models:
+            swap = self._active.pop(model, None)
+            if swap is not None:
+                self._effects.cancel_swap(model)
+                self._queue[:0] = swap.waiters
+            if self._view.get(model) in RUNNING_STATES:
+                self._view[model] = "stopping"
+            self._idle_since.pop(model, None)
+        self._changed()
 
     def shutdown(self, now: float) -> None:
         """Fail everyone waiting; refuse everything from now on."""
@@ -335,22 +340,14 @@ class Scheduler:
             for request in [r for r in self._queue if r.model == model]:
                 self._queue.remove(request)
                 self._fail(request, ModelNotFound(model))
-        for model in restart:
-            swap = self._active.pop(model, None)
-            self._changed()
-            if swap is not None:
-                self._effects.cancel_swap(model)
-                self._queue[:0] = swap.waiters
+        self._take_down(restart)
         self.rules = dict(rules)
         self.policy = policy
         for model in self.rules:
             self._view.setdefault(model, "stopped")
-        for model in [*removed, *restart]:
-            if self._view.get(model) in RUNNING_STATES:
-                self._view[model] = "stopping"
-            self._idle_since.pop(model, None)
         for model in removed:
             self._view.pop(model, None)
+            self._idle_since.pop(model, None)
         self._changed()
         self._drain(now)
         return tuple(removed + restart)
