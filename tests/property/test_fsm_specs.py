@@ -22,14 +22,35 @@ from llamaswap.fsm import build_machine, load_spec, shipped_spec_paths
 UNKNOWN_EVENT = "no_such_event"
 
 
-def step(raw: dict[str, Any], state: str, event: str) -> str | None:
-    """The reference semantics: the target of the one matching transition, or None."""
+def step(raw: dict[str, Any], state: str, event: str, guards: dict[str, bool]) -> str | None:
+    """The reference semantics: the target of the first matching transition whose guard
+    holds (no `to`: it stays), or None."""
     for transition in raw["transitions"]:
         sources = transition["from"]
         sources = [sources] if isinstance(sources, str) else sources
-        if transition["event"] == event and state in sources:
-            return str(transition["to"])
+        if transition["event"] != event or state not in sources:
+            continue
+        if "cond" in transition and not guards[transition["cond"]]:
+            continue
+        return str(transition.get("to", state))
     return None
+
+
+def action_names(raw: dict[str, Any]) -> set[str]:
+    names = {a for t in raw["transitions"] for a in t.get("do", [])}
+    for state in raw["states"].values():
+        names |= set(state.get("enter", [])) | set(state.get("exit", []))
+    return names
+
+
+class Model:
+    """Every action the spec names is a no-op; every guard answers as drawn."""
+
+    def __init__(self, actions: set[str], guards: dict[str, bool]) -> None:
+        for name in actions:
+            setattr(self, name, lambda *args, **kwargs: None)
+        for name, value in guards.items():
+            setattr(self, name, lambda value=value: value)
 
 
 def make_agreement_test(path: Path) -> type:
@@ -37,16 +58,22 @@ def make_agreement_test(path: Path) -> type:
     machine_class = build_machine(load_spec(path))
     states = sorted(raw["states"])
     events = [*sorted({t["event"] for t in raw["transitions"]}), UNKNOWN_EVENT]
+    guard_names = sorted({t["cond"] for t in raw["transitions"] if "cond" in t})
 
     class SpecAgreement(RuleBasedStateMachine):
-        @initialize(start=st.sampled_from(states))
-        def begin(self, start: str) -> None:
-            self.machine = machine_class(start_value=start)
+        @initialize(
+            start=st.sampled_from(states),
+            guards=st.fixed_dictionaries({name: st.booleans() for name in guard_names}),
+        )
+        def begin(self, start: str, guards: dict[str, bool]) -> None:
+            self.guards = guards
+            model = Model(action_names(raw), guards)
+            self.machine = machine_class(start_value=start, model=model)
             self.expected = start
 
         @rule(event=st.sampled_from(events))
         def send(self, event: str) -> None:
-            target = step(raw, self.expected, event)
+            target = step(raw, self.expected, event, self.guards)
             try:
                 self.machine.send(event)
             except TransitionNotAllowed:

@@ -1,8 +1,10 @@
-"""`llamaswap diagram`: write the state diagrams of the lifecycle specs.
+"""`llamaswap diagram`: write what is generated from the lifecycle specs.
 
-By default every shipped spec is rendered to `docs/diagrams/<name>.{dot,mmd}` and, when
-Graphviz is installed, `<name>.svg`. `--check` compares the committed text diagrams
-with what the specs generate, so a spec edit cannot leave stale diagrams behind.
+By default every shipped spec is rendered to `docs/diagrams/<name>.{dot,mmd,md}` (the
+diagrams and the state table) and, when Graphviz is installed, `<name>.svg`; and the
+typed names of the shipped specs are written to `src/llamaswap/fsm/names.py`. `--check`
+compares the committed text files with what the specs generate, so a spec edit cannot
+leave stale diagrams, tables or enums behind.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import sys
 from pathlib import Path
 
 from llamaswap.fsm import Spec, SpecError, load_spec, shipped_spec_paths
+from llamaswap.fsm.codegen import names_module_path, names_source
 from llamaswap.fsm.diagram import EXTENSIONS, TEXT_FORMATS, RendererMissing, render
 
-DEFAULT_FORMATS = ("dot", "mermaid", "svg")
+DEFAULT_FORMATS = ("dot", "mermaid", "table", "svg")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--check",
         action="store_true",
-        help="exit 1 when the committed dot/mermaid diagrams differ from the specs",
+        help="exit 1 when the committed diagrams, tables or names differ from the specs",
     )
 
 
@@ -59,13 +62,28 @@ def run(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     out = args.out or str(default_out_dir())
+    shipped = not args.spec  # the generated names follow the shipped specs only
     if args.check:
-        return _check(specs, Path(out), args.format or list(TEXT_FORMATS))
+        return _check(specs, Path(out), args.format or list(TEXT_FORMATS), names=shipped)
+    if shipped and out != "-":
+        _write_names(specs)
     return _write(specs, out, args.format or list(DEFAULT_FORMATS), explicit=bool(args.format))
 
 
-def _check(specs: list[Spec], out: Path, formats: list[str]) -> int:
+def _write_names(specs: list[Spec]) -> None:
+    path = names_module_path()
+    source = names_source(specs)
+    if not path.is_file() or path.read_text(encoding="utf-8") != source:
+        path.write_text(source, encoding="utf-8")
+        print(f"wrote {path}", file=sys.stderr)
+
+
+def _check(specs: list[Spec], out: Path, formats: list[str], *, names: bool) -> int:
     stale = []
+    if names:
+        path = names_module_path()
+        if not path.is_file() or path.read_text(encoding="utf-8") != names_source(specs):
+            stale.append(path)
     for spec in specs:
         for fmt in formats:
             if fmt not in TEXT_FORMATS:
@@ -76,7 +94,7 @@ def _check(specs: list[Spec], out: Path, formats: list[str]) -> int:
     for path in stale:
         print(f"out of date: {path} (run `llamaswap diagram`)", file=sys.stderr)
     if not stale:
-        print(f"diagrams in {out} match {len(specs)} spec(s)")
+        print(f"diagrams in {out} and the generated names match {len(specs)} spec(s)")
     return 1 if stale else 0
 
 

@@ -2,11 +2,13 @@
 
 `load_spec` validates a spec file, `build_machine` turns it into a strict
 python-statemachine class, and the ready-made classes for the shipped specs are
-`ProcessMachine` and `RouterMachine`.
+`ProcessMachine` and `RouterMachine`. Their typed names (`ProcessState`, ...) are in
+the generated `llamaswap.fsm.names`.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -26,6 +28,7 @@ __all__ = [
     "class_name",
     "load_spec",
     "parse_spec",
+    "shipped_spec",
     "shipped_spec_paths",
 ]
 
@@ -36,12 +39,14 @@ def shipped_spec_paths() -> list[Path]:
     return sorted(folder.glob("*.fsm.yaml"))
 
 
-def _shipped(name: str) -> type[StateMachine]:
+@cache
+def shipped_spec(name: str) -> Spec:
+    """The validated shipped spec called `name` (process, router)."""
     for path in shipped_spec_paths():
         if path.name == f"{name}.fsm.yaml":
-            return build_machine(load_spec(path))
+            return load_spec(path)
     raise FileNotFoundError(f"no shipped spec named {name}.fsm.yaml")
 
 
-ProcessMachine = _shipped("process")
-RouterMachine = _shipped("router")
+ProcessMachine: type[StateMachine] = build_machine(shipped_spec("process"))
+RouterMachine: type[StateMachine] = build_machine(shipped_spec("router"))

@@ -1,9 +1,9 @@
 """Turn a validated `Spec` into a strict python-statemachine class.
 
-The generated class has no methods of its own. Behaviour is attached by name through
-a model or listener object (`on_enter_ready`, `after_stop`, `after_transition`, ...),
-which python-statemachine resolves per instance, so the runtime never subclasses
-generated code.
+The generated class has no methods of its own. The spec's actions (`do`, `enter`,
+`exit`) and guards (`cond`) are names that python-statemachine resolves per instance on
+the machine's model or listeners, so the runtime never subclasses generated code and a
+model that lacks a named action fails when the machine is created, not mid-transition.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ def build_machine(spec: Spec) -> type[StateMachine]:
 
     Strict `StateMachine` semantics: an event that is not allowed in the current state
     raises `statemachine.exceptions.TransitionNotAllowed` and leaves the state as it was.
-    Instances accept `start_value=` to begin in any state, plus `model=` and `listeners=`.
+    (The spec's `ignore` lists are applied by the caller, which knows the events that
+    must change nothing; see `llamaswap.lifecycle`.) Instances accept `start_value=` to
+    begin in any state, plus `model=` and `listeners=`.
     """
     states: dict[str, State] = {
         name: State(
@@ -34,12 +36,22 @@ def build_machine(spec: Spec) -> type[StateMachine]:
             value=name,
             initial=(name == spec.initial),
             final=(name in spec.final),
+            enter=list(state.enter) or None,
+            exit=list(state.exit) or None,
         )
-        for name in spec.states
+        for name, state in spec.states.items()
     }
     for transition in spec.transitions:
+        options: dict[str, Any] = {"event": transition.event}
+        if transition.actions:
+            options["on"] = list(transition.actions)
+        if transition.cond:
+            options["cond"] = transition.cond
         for source in transition.sources:
-            states[source].to(states[transition.target], event=transition.event)
+            if transition.internal:
+                states[source].to.itself(internal=True, **options)  # type: ignore[no-untyped-call]
+            else:
+                states[source].to(states[transition.target_from(source)], **options)
     attrs: dict[str, Any] = {
         **states,
         "__module__": __name__,

@@ -42,16 +42,21 @@ def test_mermaid_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["diagram", "--spec", str(spec), "--format", "mermaid", "--out", "-"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[3] == "stateDiagram-v2"
-    assert "    stopped --> starting : start" in out
+    assert "    stopped --> launching : start / spawn" in out
     assert "    starting --> ready : healthy" in out
+    assert "    launching --> ready : spawned [health_check_disabled]" in out
+    assert "    stopping --> stopping : spawned / terminate" in out
 
 
 def test_every_transition_is_drawn() -> None:
     for path in shipped_spec_paths():
         spec = load_spec(path)
         dot = to_dot(spec)
-        for (source, event), target in spec.table().items():
-            assert f"{source} -> {target} [label={event}]" in dot
+        for transition in spec.transitions:
+            for source in transition.sources:
+                target = transition.target_from(source)
+                edge = f'{source} -> {target} [label="{transition.event}'
+                assert edge in dot or f"{source} -> {target} [label={transition.event}]" in dot
 
 
 def test_images_without_graphviz_give_a_notice_not_a_crash(

@@ -66,9 +66,43 @@ def test_duplicate_state_event_pair_is_nondeterministic() -> None:
     doc = base()
     doc["transitions"].append({"event": "switch_on", "from": "off", "to": "gone"})
     [problem] = problems_of(doc)
-    assert "transition 3 (switch_on: off -> gone)" in problem
-    assert "already has event 'switch_on' in transition 0" in problem
+    assert "transitions 0, 3: state 'off' has event 'switch_on' more than once" in problem
+    assert "all but the last need a cond" in problem
     assert "deterministic" in problem
+
+
+def test_a_guarded_transition_may_share_its_state_and_event() -> None:
+    doc = base()
+    doc["transitions"][0]["cond"] = "wired"
+    doc["transitions"].append({"event": "switch_on", "from": "off", "to": "gone"})
+    assert len(parse_spec(doc).outgoing("off", "switch_on")) == 2
+
+
+def test_a_transition_without_to_stays_in_its_state() -> None:
+    doc = base()
+    doc["transitions"].append({"event": "poke", "from": "on", "do": ["blink"]})
+    spec = parse_spec(doc)
+    [poke] = spec.outgoing("on", "poke")
+    assert poke.internal and poke.target_from("on") == "on" and poke.actions == ("blink",)
+
+
+def test_tags_ignores_and_events_are_checked() -> None:
+    doc = base()
+    doc["states"]["on"]["tags"] = ["lit", "nosuch"]
+    doc["tags"] = {"lit": {"description": "light is on"}}
+    doc["states"]["off"]["ignore"] = ["switch_on"]
+    doc["events"] = {"switch_on": {"by": "user", "command": "press"}}
+    found = problems_of(doc)
+    assert "state 'on': tag 'nosuch' is not declared under tags" in found
+    assert "state 'off': event 'switch_on' is both ignored and has a transition" in found
+    assert "event 'switch_off' is used but not declared under events" in found
+
+
+def test_a_reason_template_names_identifiers_only() -> None:
+    doc = base()
+    doc["transitions"][0]["reason"] = "code {code} and {bad-name}"
+    [problem] = problems_of(doc)
+    assert "reason field {bad-name} must be an identifier" in problem
 
 
 def test_event_named_like_a_state() -> None:
@@ -102,9 +136,9 @@ def test_trap_state_without_outgoing_transition() -> None:
 
 def test_missing_field_names_the_transition_and_field() -> None:
     doc = base()
-    del doc["transitions"][1]["to"]
+    del doc["transitions"][1]["from"]
     [problem] = problems_of(doc)
-    assert problem.startswith("transition 1 (event 'switch_off') field 'to'")
+    assert problem.startswith("transition 1 (event 'switch_off') field 'from'")
     assert "required" in problem.lower()
 
 
@@ -146,7 +180,8 @@ def test_load_spec_round_trip(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(base()))
     spec = load_spec(path)
     assert spec.source == str(path)
-    assert spec.table()[("on", "switch_off")] == "off"
+    [transition] = spec.outgoing("on", "switch_off")
+    assert transition.target == "off"
 
 
 def test_not_a_mapping() -> None:
