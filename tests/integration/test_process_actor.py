@@ -41,8 +41,9 @@ async def test_auto_start_serves_and_emits_exactly_the_spec_path() -> None:
         assert await get_text(settings.proxy + "/test") == (200, "hello")
         await actor.stop()
         assert actor.state == "stopped"
-    assert log.path[:4] == [
-        ("stopped", "starting"),
+    assert log.path[:5] == [
+        ("stopped", "launching"),
+        ("launching", "starting"),
         ("starting", "ready"),
         ("ready", "stopping"),
         ("stopping", "stopped"),
@@ -55,9 +56,13 @@ async def test_concurrent_ensure_ready_calls_join_one_start() -> None:
         async with anyio.create_task_group() as tg:
             for _ in range(5):
                 tg.start_soon(actor.ensure_ready)
-        assert log.path == [("stopped", "starting"), ("starting", "ready")]
+        assert log.path == [
+            ("stopped", "launching"),
+            ("launching", "starting"),
+            ("starting", "ready"),
+        ]
         await actor.ensure_ready()  # idempotent while ready
-        assert len(log.events) == 2
+        assert len(log.events) == 3
 
 
 async def test_a_broken_command_fails_clearly_every_time() -> None:
@@ -66,8 +71,14 @@ async def test_a_broken_command_fails_clearly_every_time() -> None:
         for _ in range(2):
             with pytest.raises(StartFailed, match="failed to start command '/nonexistent"):
                 await actor.ensure_ready()
-            assert actor.state == "stopped"
-        assert log.path == [("stopped", "starting"), ("starting", "stopped")] * 2
+            assert actor.state == "failed"
+            assert actor.fault.startswith("failed to start command '/nonexistent")
+        assert log.path == [
+            ("stopped", "launching"),
+            ("launching", "failed"),
+            ("failed", "launching"),
+            ("launching", "failed"),
+        ]
 
 
 async def test_an_empty_command_fails_with_the_reason() -> None:
@@ -83,7 +94,11 @@ async def test_premature_exit_names_the_code_and_the_last_lines() -> None:
         message = str(failure.value)
         assert "exited prematurely with code 3" in message
         assert "exiting after" in message  # the upstream's own last words
-        assert log.path == [("stopped", "starting"), ("starting", "stopped")]
+        assert log.path == [
+            ("stopped", "launching"),
+            ("launching", "starting"),
+            ("starting", "failed"),
+        ]
 
 
 async def test_health_check_timeout_kills_the_upstream() -> None:
@@ -93,12 +108,13 @@ async def test_health_check_timeout_kills_the_upstream() -> None:
         with pytest.raises(StartFailed, match="health check timed out after 1s"):
             await actor.ensure_ready()
         assert 0.9 < time.monotonic() - started < 5
-        await log.wait_for("stopped")
         assert log.path == [
-            ("stopped", "starting"),
-            ("starting", "stopping"),
-            ("stopping", "stopped"),
+            ("stopped", "launching"),
+            ("launching", "starting"),
+            ("starting", "aborting"),
+            ("aborting", "failed"),
         ]
+        assert actor.fault.startswith("health check timed out after 1s")
 
 
 async def test_shutdown_interrupts_the_health_check() -> None:
@@ -147,7 +163,8 @@ async def test_stop_during_start_aborts_the_start() -> None:
             await actor.stop()
         assert actor.state == "stopped"
         assert log.path == [
-            ("stopped", "starting"),
+            ("stopped", "launching"),
+            ("launching", "starting"),
             ("starting", "stopping"),
             ("stopping", "stopped"),
         ]
@@ -281,8 +298,8 @@ async def test_a_crash_while_ready_is_reported_and_the_next_request_restarts() -
         first = actor.pid
         assert first is not None
         os.kill(first, signal.SIGKILL)
-        crash = await log.wait_for("stopped")
-        assert (crash.old, crash.new) == ("ready", "stopped")
+        crash = await log.wait_for("failed")
+        assert (crash.old, crash.new) == ("ready", "failed")
         assert "exited unexpectedly" in crash.reason
         await actor.ensure_ready()
         assert actor.pid not in (None, first)
@@ -300,10 +317,12 @@ async def test_ensure_ready_during_a_stop_waits_and_restarts() -> None:
                 await actor.ensure_ready()
         assert actor.state == "ready"
         assert [e.new for e in log.events] == [
+            "launching",
             "starting",
             "ready",
             "stopping",
-            "stopped",
+            "restarting",
+            "launching",
             "starting",
             "ready",
         ]
@@ -316,7 +335,13 @@ async def test_stop_is_idempotent() -> None:
         await actor.stop()
         await actor.stop()
         assert actor.state == "stopped"
-        assert [e.new for e in log.events] == ["starting", "ready", "stopping", "stopped"]
+        assert [e.new for e in log.events] == [
+            "launching",
+            "starting",
+            "ready",
+            "stopping",
+            "stopped",
+        ]
 
 
 async def test_requests_after_shutdown_fail() -> None:

@@ -2,8 +2,8 @@
 
 matplotlib is an optional extra: it is imported only here, only when a plot is asked
 for, and its absence costs a one-line notice, never the simulation's results. One
-panel per policy, one row per model: loading, ready and stopping spans, with a tick
-for each request's arrival.
+panel per policy, one row per model: a span per lifecycle state, in the state's colour
+from spec/process.fsm.yaml, with a tick for each request's arrival.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from llamaswap.fsm import shipped_spec
+from llamaswap.fsm.diagram import state_colour
+
 from .simulation import SimulationResult
 
 FORMATS = (".png", ".svg")
-COLOURS = {"starting": "tab:orange", "ready": "tab:green", "stopping": "tab:gray"}
 MISSING = "notice: --plot needs matplotlib (pip install matplotlib); no plot written"
 
 
@@ -50,12 +52,14 @@ def plot_timeline(results: Sequence[SimulationResult], path: str | Path) -> str 
         squeeze=False,
         figsize=(10, 1.2 + 0.4 * len(models) * len(results)),
     )
+    spec = shipped_spec("process")
+    colours = {span.state: state_colour(spec, span.state) for r in results for span in r.spans}
     for axis, result in zip(axes[:, 0], results, strict=True):
         for span in result.spans:
             axis.broken_barh(
                 [(span.start, max(span.end - span.start, 1e-3))],
                 (rows[span.model] - 0.35, 0.7),
-                color=COLOURS.get(span.state, "tab:blue"),
+                color=colours[span.state],
             )
         arrivals = [(r.arrival, rows[r.model]) for r in result.requests if r.model in rows]
         if arrivals:
@@ -66,8 +70,9 @@ def plot_timeline(results: Sequence[SimulationResult], path: str | Path) -> str 
             f"{result.policy}: {result.swaps} swaps, {result.loading_seconds:g}s loading",
             fontsize="medium",
         )
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colour) for colour in COLOURS.values()]
-    figure.legend(handles, list(COLOURS), loc="upper right", ncols=len(COLOURS))
+    shown = sorted(colours, key=list(spec.states).index)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[state]) for state in shown]
+    figure.legend(handles, shown, loc="upper right", ncols=max(len(shown), 1))
     axes[-1, 0].set_xlabel("seconds (virtual clock)")
     figure.tight_layout(rect=(0, 0, 1, 0.95))
     target.parent.mkdir(parents=True, exist_ok=True)

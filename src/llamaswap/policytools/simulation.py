@@ -1,10 +1,11 @@
 """Discrete-event simulation of the router: the real scheduler on a virtual clock.
 
 No processes and no sleeps: a heap of timed events stands in for the runtime. Each
-swap stops its evictees (in parallel, `stop` seconds each), then loads the target
-(`load` seconds); process state changes reach the scheduler before `swap_done`, as
-the process actors' events do in the live router. A granted request holds its model
-for its `duration`; ttl unloads happen at `Scheduler.next_deadline()`.
+model runs the real `ProcessCore` (the machine generated from spec/process.fsm.yaml):
+a spawn succeeds at once, the health check passes `load` seconds later and a stop
+takes `stop` seconds, and the cores' announcements reach the scheduler as the process
+actors' do in the live router. A granted request holds its model for its `duration`;
+ttl unloads happen at `Scheduler.next_deadline()`.
 
 Effects only schedule events; the scheduler is never re-entered from inside one of
 its own calls. Events at the same instant run in the order they were scheduled, so a
@@ -19,9 +20,25 @@ import heapq
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from llamaswap.config import Config
+from llamaswap.fsm.names import PROCESS_HOLDS_RESOURCES, ProcessState
+from llamaswap.lifecycle.process import (
+    Announce,
+    Exited,
+    Healthy,
+    Message,
+    PollHealth,
+    ProcessCore,
+    ShutDown,
+    Spawn,
+    Spawned,
+    Start,
+    Stop,
+    Terminate,
+)
 from llamaswap.scheduling import (
     Effects,
     ModelRules,
@@ -101,7 +118,7 @@ class RequestOutcome:
 
 @dataclass(frozen=True)
 class Span:
-    """A model spent [start, end) in `state` (starting, ready or stopping)."""
+    """A model spent [start, end) in `state` (any state but stopped)."""
 
     model: str
     state: str
@@ -240,10 +257,8 @@ class _VirtualRuntime(Effects):
         self.result = SimulationResult(policy=name, max_wait=max_wait)
         self._heap: list[tuple[float, int, bool, Action]] = []
         self._seq = itertools.count()
-        self._process: dict[str, str] = dict.fromkeys(rules, "stopped")
+        self._cores = {model: ProcessCore(model) for model in rules}
         self._since: dict[str, float] = {}
-        self._stop_done: dict[str, float] = {}
-        self._swaps: dict[str, tuple[int, tuple[str, ...]]] = {}  # target -> (token, evict)
         self._ticks: set[float] = set()
         self._outcomes: dict[int, RequestOutcome] = {}
 
@@ -258,7 +273,7 @@ class _VirtualRuntime(Effects):
             self._outcomes[rid] = outcome
             self.result.requests.append(outcome)
             self._at(request.t, self._arrival(outcome))
-        budget = EVENTS_PER_REQUEST_LIMIT * (len(requests) + len(self._process) + 1)
+        budget = EVENTS_PER_REQUEST_LIMIT * (len(requests) + len(self._cores) + 1)
         while self._heap:
             budget -= 1
             if budget < 0:
@@ -268,9 +283,9 @@ class _VirtualRuntime(Effects):
             action()
             self._note_running()
             self._schedule_tick(after_tick=was_tick)
-        for model, state in self._process.items():
-            if state != "stopped":
-                self._close_span(model)
+        for model, core in self._cores.items():
+            if core.state is not ProcessState.STOPPED:
+                self._close_span(model, core.state)
         return self.result
 
     def _schedule_tick(self, *, after_tick: bool) -> None:
@@ -289,7 +304,7 @@ class _VirtualRuntime(Effects):
         self.scheduler.tick(self.now)
 
     def _note_running(self) -> None:
-        running = frozenset(m for m, s in self._process.items() if s != "stopped")
+        running = frozenset(m for m, c in self._cores.items() if c.state in PROCESS_HOLDS_RESOURCES)
         if len(running) > 1:
             self.result.co_running_sets.add(running)
 
@@ -320,95 +335,60 @@ class _VirtualRuntime(Effects):
         outcome.code = error.code
         self.result.end = max(self.result.end, self.now)
 
-    def start_swap(self, target: str, evict: tuple[str, ...]) -> None:
-        self.result.swaps += 1
-        self.result.evictions += len(evict)
-        token = next(self._seq)
-        self._swaps[target] = (token, evict)
-        self._at(self.now, lambda: self._begin_swap(target, evict, token))
+    def start(self, model: str, reason: str) -> None:
+        self._at(self.now, lambda: self._feed(model, Start(reason)))
 
-    def cancel_swap(self, target: str) -> None:
-        _, evict = self._swaps.pop(target, (0, ()))
-        models = (*evict, target)
-        self._at(self.now, lambda: self._stop_all(models))
+    def stop(self, model: str, reason: str, grace: float | None) -> None:
+        self._at(self.now, lambda: self._feed(model, Stop(grace or 0.0, reason)))
 
-    def stop(self, models: tuple[str, ...], reason: str) -> None:
-        self._at(self.now, lambda: self._stop_all(models))
+    def shut_down(self, model: str, reason: str) -> None:
+        self._at(self.now, lambda: self._feed(model, ShutDown(0.0, reason)))
+
+    def revoke(self, model: str, reason: str) -> None:
+        """Simulated requests hold their model for their whole duration."""
+
+    def replace(self, models: tuple[str, ...]) -> None:
+        raise RuntimeError("the simulator does not replay config reloads")
 
     def positions(self, positions: Mapping[int, int]) -> None:
         self.result.max_queue = max(self.result.max_queue, len(positions))
 
-    # -- processes and swaps --------------------------------------------------------------
+    def swap_began(self, target: str, evict: tuple[str, ...]) -> None:
+        self.result.swaps += 1
+        self.result.evictions += len(evict)
 
-    def _current(self, target: str, token: int) -> bool:
-        swap = self._swaps.get(target)
-        return swap is not None and swap[0] == token
+    def swap_ended(self, target: str, error: str | None) -> None:
+        pass
 
-    def _begin_swap(self, target: str, evict: tuple[str, ...], token: int) -> None:
-        if not self._current(target, token):
-            return
-        done = self.now
-        for model in evict:
-            done = max(done, self._stop(model))
-        self._at(done, lambda: self._load(target, token))
+    # -- the processes: real cores, timed effects ----------------------------------------
 
-    def _load(self, target: str, token: int) -> None:
-        if not self._current(target, token):
-            return
-        state = self._process[target]
-        if state == "stopping":  # a ttl stop was under way: start once it is done
-            self._at(self._stop_done[target], lambda: self._load(target, token))
-        elif state == "ready":
-            self._swap_done(target, token)
-        elif state == "stopped":
-            seconds = self.load.of(target)
-            self.result.loading_seconds += seconds
-            self.result.loads[target] = self.result.loads.get(target, 0) + 1
-            self._set_state(target, "starting")
-            self._at(self.now + seconds, lambda: self._ready(target, token))
-        else:  # "starting" belongs to a live swap; only one swap per target exists
-            raise RuntimeError(f"swap to {target} found it {state}")
+    def _feed(self, model: str, message: Message) -> None:
+        for effect in self._cores[model].handle(message):
+            match effect:
+                case Spawn(generation=generation):
+                    self._at(self.now, partial(self._feed, model, Spawned(generation, 0)))
+                case PollHealth(generation=generation):
+                    seconds = self.load.of(model)
+                    self.result.loading_seconds += seconds
+                    self.result.loads[model] = self.result.loads.get(model, 0) + 1
+                    healthy = Healthy(generation, seconds)
+                    self._at(self.now + seconds, partial(self._feed, model, healthy))
+                case Terminate(generation=generation):
+                    seconds = self.stop_time.of(model)
+                    self.result.stopping_seconds += seconds
+                    self._at(self.now + seconds, partial(self._feed, model, Exited(generation, 0)))
+                case Announce():
+                    self._announce(model, effect)
 
-    def _ready(self, target: str, token: int) -> None:
-        if not self._current(target, token) or self._process[target] != "starting":
-            return  # cancelled meanwhile; the cancel stopped it
-        self._set_state(target, "ready")
-        self._swap_done(target, token)
-
-    def _swap_done(self, target: str, token: int) -> None:
-        del self._swaps[target]
-        self.scheduler.swap_done(target, None, self.now)
-
-    def _stop_all(self, models: Iterable[str]) -> None:
-        for model in models:
-            self._stop(model)
-
-    def _stop(self, model: str) -> float:
-        """Begin stopping `model` if it runs; returns when it will be stopped."""
-        state = self._process.get(model, "stopped")
-        if state == "stopping":
-            return self._stop_done[model]
-        if state == "stopped":
-            return self.now
-        seconds = self.stop_time.of(model)
-        self.result.stopping_seconds += seconds
-        self._stop_done[model] = self.now + seconds
-        self._set_state(model, "stopping")
-        self._at(self.now + seconds, lambda: self._stopped(model))
-        return self.now + seconds
-
-    def _stopped(self, model: str) -> None:
-        if self._process[model] == "stopping":
-            self._set_state(model, "stopped")
-
-    def _set_state(self, model: str, state: str) -> None:
-        """Change a process state, keep the timeline, and tell the scheduler."""
-        if self._process[model] != "stopped":
-            self._close_span(model)
-        self._process[model] = state
+    def _announce(self, model: str, effect: Announce) -> None:
+        """Keep the timeline; the scheduler hears it next, as the router's inbox delivers."""
+        if effect.old is not ProcessState.STOPPED:
+            self._close_span(model, effect.old)
         self._since[model] = self.now
-        self.scheduler.process_state(model, state, self.now)
+        changed = partial(self.scheduler.process_changed, model, effect.new)
+        self._at(self.now, lambda: changed(self.now, effect.reason))
 
-    def _close_span(self, model: str) -> None:
+    def _close_span(self, model: str, state: ProcessState) -> None:
         start = self._since.get(model, self.now)
-        self.result.spans.append(Span(model, self._process[model], start, self.now))
+        if self.now > start:
+            self.result.spans.append(Span(model, str(state), start, self.now))

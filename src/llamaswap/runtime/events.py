@@ -17,16 +17,19 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from llamaswap.fsm.names import ProcessEvent, ProcessState, RouterEvent, RouterState
+
 
 @dataclass(frozen=True, slots=True)
 class ProcessStateChanged:
-    """A process actor moved between lifecycle states."""
+    """A process moved between lifecycle states (spec/process.fsm.yaml) on `event`."""
 
     model: str
-    old: str
-    new: str
-    at: float = field(default_factory=time.time)
+    old: ProcessState
+    new: ProcessState
+    event: ProcessEvent
     reason: str = ""
+    at: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +71,11 @@ class SwapFinished:
 
 @dataclass(frozen=True, slots=True)
 class RouterStateChanged:
-    """The router's own lifecycle moved (accepting, reloading, draining, shutdown)."""
+    """The router's own lifecycle moved (spec/router.fsm.yaml)."""
 
-    old: str
-    new: str
+    old: RouterState
+    new: RouterState
+    event: RouterEvent
     at: float = field(default_factory=time.time)
 
 

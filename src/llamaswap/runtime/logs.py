@@ -71,10 +71,12 @@ class LogRing:
         self._max_bytes = max_bytes
         self._parents = parents
         self._bus = EventBus()
+        self.appended = 0  # lines ever appended: a mark for "the lines since then"
 
     def append(self, text: str, *, source: str | None = None) -> None:
         """Record one line (without its newline) and forward it to parents and followers."""
         self._lines.append(text)
+        self.appended += 1
         self._bytes += len(text) + 1
         while self._lines and (len(self._lines) > self._max_lines or self._bytes > self._max_bytes):
             self._bytes -= len(self._lines.popleft()) + 1
@@ -87,6 +89,11 @@ class LogRing:
 
     def tail(self, count: int) -> list[str]:
         return list(self._lines)[-count:] if count > 0 else []
+
+    def since(self, mark: int, count: int) -> list[str]:
+        """The last `count` of the lines appended after `mark` (an earlier `appended`)."""
+        fresh = min(self.appended - mark, len(self._lines), count)
+        return list(self._lines)[-fresh:] if fresh > 0 else []
 
     def history(self) -> str:
         """The whole retained history as text, one line per line."""

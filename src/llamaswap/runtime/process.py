@@ -1,30 +1,58 @@
-"""The process actor: one task owns everything about one upstream.
+"""The process actor: one task runs one upstream's `ProcessCore` and performs its effects.
 
-Callers (`ensure_ready`, `stop`, `shutdown`) only post messages and await a reply;
-the actor decides from its own state, so no caller ever branches on a state it read
-earlier (llama-swap #946: a request during a TTL stop waited forever). Slow work
-(spawn + supervision, health polling, graceful stop) runs in child tasks that report
-back through the same inbox. Every state change goes through `ProcessMachine`, which
-is generated from `spec/process.fsm.yaml` and rejects anything the spec does not allow.
+The decisions are the core's (and so the spec's): this module only does the I/O the
+core asks for. `Spawn` runs the command in a child task that reports `Spawned` and,
+later, `Exited`; `PollHealth` polls the health endpoint in a child task that reports
+`Healthy` or `HealthTimedOut`; `Terminate` stops the process group in a child task
+(whose end shows up as `Exited`); `Announce` tells the listeners (the router) about the
+new state. Nothing here branches on a state.
+
+Callers command the process with `request_start`, `request_stop` and `request_shutdown`
+(posted at once, so the router's commands arrive in the order it decided them) and learn
+what happened only from the announcements. `ensure_ready`, `stop` and `shutdown` also
+wait for the announced outcome, for callers (tests, tools) that await one process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from llamaswap.config import ModelConfig, split_command
-from llamaswap.fsm import ProcessMachine
+from llamaswap.fsm.names import (
+    PROCESS_ERROR,
+    PROCESS_FINAL,
+    PROCESS_HOLDS_RESOURCES,
+    PROCESS_SERVING,
+    ProcessEvent,
+    ProcessState,
+)
+from llamaswap.lifecycle.process import (
+    Announce,
+    Effect,
+    Exited,
+    HealthTimedOut,
+    Healthy,
+    Message,
+    PollHealth,
+    ProcessCore,
+    ShutDown,
+    Spawn,
+    Spawned,
+    SpawnFailed,
+    Start,
+    Stop,
+    StopHealthCheck,
+    Terminate,
+)
 
+from .actor import Actor, ActorGone, Reply, answer
 from .events import ProcessStateChanged
 from .health import HealthTimeout
 from .launcher import SUBPROCESSES, Launcher, Upstream
@@ -33,7 +61,6 @@ from .spawn import merged_environment
 
 log = logging.getLogger("llamaswap.process")
 
-HEALTH_FAILURE_STOP_GRACE = 5.0
 LAST_LINES_IN_ERRORS = 5
 
 
@@ -84,128 +111,54 @@ class UpstreamSettings:
         return self.proxy.rstrip("/") + "/" + endpoint.lstrip("/")
 
 
-# --- messages -------------------------------------------------------------------------
-
-Reply = MemoryObjectSendStream[BaseException | None]
+# --- messages only the actor sees ------------------------------------------------------
 
 
 @dataclass
-class _EnsureReady:
-    reply: Reply
+class _Launched:
+    """A child task spawned the command (the core hears `Spawned`)."""
 
-
-@dataclass
-class _Stop:
-    grace: float
-    reply: Reply
-
-
-@dataclass
-class _Shutdown:
-    grace: float
-    reply: Reply
-
-
-@dataclass
-class _Spawned:
     generation: int
     upstream: Upstream
 
 
-@dataclass
-class _SpawnFailed:
-    generation: int
-    reason: str
+# What a watch decides: an error to raise, None (done) or False (keep waiting).
+Verdict = BaseException | bool | None
 
 
 @dataclass
-class _Healthy:
-    generation: int
+class _Watch:
+    """Answer `reply` once `verdict(core, announcement)` gives an outcome."""
+
+    verdict: Callable[[ProcessCore, Announce | None], Verdict]
+    reply: Reply
 
 
-@dataclass
-class _HealthTimedOut:
-    generation: int
-    seconds: float
+def _ready_verdict(core: ProcessCore, _announced: Announce | None) -> Verdict:
+    """For `ensure_ready`: None when ready, an error when it will not be, False: wait."""
+    state = core.state
+    if state in PROCESS_SERVING:
+        return None
+    if state in PROCESS_ERROR:
+        return StartFailed(f"[{core.model}] {core.fault}")
+    if state in PROCESS_FINAL or state is ProcessState.SHUTTING_DOWN:
+        return ProcessShutdown(f"[{core.model}] shutdown")
+    if state not in PROCESS_HOLDS_RESOURCES:
+        return StartAborted(f"[{core.model}] stopped before it became ready")
+    return False
 
 
-@dataclass
-class _Exited:
-    generation: int
-    returncode: int
+def _stopped_verdict(core: ProcessCore, announced: Announce | None) -> Verdict:
+    """For `stop`: done at rest, or once the process exited (a start may follow at once)."""
+    exited = announced is not None and announced.event is ProcessEvent.EXITED
+    return None if exited or core.state not in PROCESS_HOLDS_RESOURCES else False
 
 
-class Pending:
-    """A reply the process actor owes; `await wait()` raises what the actor reports."""
-
-    def __init__(self, receive: MemoryObjectReceiveStream[BaseException | None], model: str):
-        self._receive = receive
-        self._model = model
-
-    async def wait(self) -> None:
-        with self._receive:
-            try:
-                error = await self._receive.receive()
-            except anyio.EndOfStream:
-                raise ProcessShutdown(f"[{self._model}] shutdown") from None
-        if error is not None:
-            raise error
-
-    def forget(self) -> None:
-        """Nobody will wait for this reply."""
-        self._receive.close()
+def _final_verdict(core: ProcessCore, _announced: Announce | None) -> Verdict:
+    return None if core.state in PROCESS_FINAL else False
 
 
-def _answer(reply: Reply, error: BaseException | None = None) -> None:
-    """Deliver a result; a caller that already left simply does not get it."""
-    with contextlib.suppress(
-        anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.WouldBlock
-    ):
-        reply.send_nowait(error)
-    reply.close()
-
-
-@dataclass
-class _Waiters:
-    """Callers parked on an outcome, answered all at once."""
-
-    replies: list[Reply] = field(default_factory=list)
-
-    def add(self, reply: Reply) -> None:
-        self.replies.append(reply)
-
-    def succeed(self) -> None:
-        self._answer_all(lambda: None)
-
-    def fail(self, make_error: Callable[[], BaseException]) -> None:
-        self._answer_all(make_error)
-
-    def take(self) -> list[Reply]:
-        taken, self.replies = self.replies, []
-        return taken
-
-    def _answer_all(self, make: Callable[[], BaseException | None]) -> None:
-        for reply in self.take():
-            _answer(reply, make())
-
-    def __bool__(self) -> bool:
-        return bool(self.replies)
-
-
-class _Announcer:
-    """The machine's listener: turns every transition into a ProcessStateChanged."""
-
-    def __init__(self, actor: ProcessActor) -> None:
-        self._actor = actor
-
-    def after_transition(self, source: Any, target: Any) -> None:
-        self._actor._announce(source.id, target.id)
-
-
-# --- the actor ------------------------------------------------------------------------
-
-
-class ProcessActor:
+class ProcessActor(Actor):
     """Owns one upstream's lifecycle. Start it with `await task_group.start(actor.run)`."""
 
     def __init__(
@@ -216,35 +169,33 @@ class ProcessActor:
         on_change: Callable[[ProcessStateChanged], None] | None = None,
         launcher: Launcher = SUBPROCESSES,
     ) -> None:
+        super().__init__()
         self.settings = settings
-        self._launcher = launcher
         self.model = settings.model
         self.log = log_ring or LogRing(settings.model)
+        self.core = ProcessCore(settings.model, health_check=settings.health_url is not None)
+        self._launcher = launcher
         self._listeners: list[Callable[[ProcessStateChanged], None]] = []
         if on_change:
             self._listeners.append(on_change)
-        self._machine = ProcessMachine(listeners=[_Announcer(self)])
-        self._send, self._inbox = anyio.create_memory_object_stream[Any](math.inf)
-        self._tg: TaskGroup | None = None
-        self._generation = 0
+        # handles of the current spawn (data, not decisions)
         self._upstream: Upstream | None = None
         self._health_scope: anyio.CancelScope | None = None
-        self._terminating = False
-        self._grace = settings.unload_timeout
-        self._reason = ""
-        self._started_at = 0.0
-        self._ready_waiters = _Waiters()  # want ready; the current start decides
-        self._restart_waiters = _Waiters()  # want ready; arrived during a stop
-        self._stop_waiters = _Waiters()
-        self._shutdown_waiters = _Waiters()
-        self._shutting_down = False
+        self._spawned_at = 0.0
+        self._log_mark = 0
+        self._watches: list[_Watch] = []
 
     # -- public API (safe from any task) ------------------------------------------------
 
     @property
-    def state(self) -> str:
+    def state(self) -> ProcessState:
         """The current state, for display only: never decide on it from outside the actor."""
-        return str(self._machine.current_state_value)
+        return self.core.state
+
+    @property
+    def fault(self) -> str:
+        """Why the last start failed (empty unless the state is failed), for display."""
+        return self.core.fault if self.core.state in PROCESS_ERROR else ""
 
     @property
     def pid(self) -> int | None:
@@ -254,278 +205,163 @@ class ProcessActor:
         """Call `listener(event)` on every state change (synchronously, in the actor)."""
         self._listeners.append(listener)
 
-    def request_ready(self) -> Pending:
-        """Post an ensure-ready now; await the result with `.wait()`.
+    def request_start(self, reason: str = "") -> bool:
+        """Post a start now; False when the actor has finished."""
+        return self.post(Start(reason))
 
-        Posting is synchronous so the router can order messages to one process exactly
-        as it decided them (a ttl stop decided first is handled first).
-        """
-        return self._request(_EnsureReady)
-
-    def request_stop(self, grace: float | None = None) -> Pending:
-        """Post a stop now (idempotent); SIGKILL after `grace` (default unloadTimeout) s."""
+    def request_stop(self, grace: float | None = None, reason: str = "") -> bool:
+        """Post a stop now; SIGKILL after `grace` (default unloadTimeout) seconds."""
         grace = self.settings.unload_timeout if grace is None else grace
-        return self._request(lambda reply: _Stop(grace, reply))
+        return self.post(Stop(grace, reason))
 
-    def request_shutdown(self, grace: float | None = None) -> Pending:
+    def request_shutdown(self, grace: float | None = None, reason: str = "") -> bool:
         """Post a shutdown now: stop the upstream and end the actor for good."""
         grace = self.settings.unload_timeout if grace is None else grace
-        return self._request(lambda reply: _Shutdown(grace, reply))
+        return self.post(ShutDown(grace, reason))
 
     async def ensure_ready(self) -> None:
-        """Return once the upstream is ready, starting it if needed; raise StartFailed."""
-        await self.request_ready().wait()
+        """Start the upstream if needed and return once it is ready; raise StartFailed."""
+        self.request_start("requested")
+        await self._wait(_ready_verdict)
 
     async def stop(self, grace: float | None = None) -> None:
-        await self.request_stop(grace).wait()
+        """Stop the upstream and return once it no longer runs."""
+        self.request_stop(grace, "requested")
+        await self._wait(_stopped_verdict)
 
     async def shutdown(self, grace: float | None = None) -> None:
-        with contextlib.suppress(ProcessShutdown):
-            await self.request_shutdown(grace).wait()
+        """Stop the upstream for good and return once the actor has finished."""
+        self.request_shutdown(grace, "shutting down")
+        with contextlib.suppress(ActorGone, ProcessShutdown):
+            await self._wait(_final_verdict)
 
-    async def run(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            task_status.started()
-            async with self._inbox:
-                async for message in self._inbox:
-                    self._handle(message)
-                    if self.state == "shutdown":
-                        break
-            self._send.close()
-            tg.cancel_scope.cancel()
-
-    def _announce(self, old: str, new: str) -> None:
-        event = ProcessStateChanged(self.model, old, new, reason=self._reason)
-        self._reason = ""
-        for listener in list(self._listeners):
-            listener(event)
-
-    # -- plumbing ---------------------------------------------------------------------------
-
-    def _request(self, make_message: Callable[[Reply], Any]) -> Pending:
-        send, receive = anyio.create_memory_object_stream[BaseException | None](1)
+    async def _wait(self, verdict: Callable[[ProcessCore, Announce | None], Verdict]) -> None:
         try:
-            self._send.send_nowait(make_message(send))
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            send.close()
-        return Pending(receive, self.model)
+            await self.call(lambda reply: _Watch(verdict, reply))
+        except ActorGone:
+            raise ProcessShutdown(f"[{self.model}] shutdown") from None
 
-    def _post(self, message: Any) -> None:
-        # If the actor is gone, child-task reports no longer matter.
-        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._send.send_nowait(message)
+    # -- the actor ---------------------------------------------------------------------------
 
-    def _transition(self, event: str, reason: str = "") -> None:
-        self._reason = reason
-        self._machine.send(event)
+    @property
+    def finished(self) -> bool:
+        return self.core.state in PROCESS_FINAL
 
-    def _spawn_child(self, func: Callable[..., Any], *args: Any) -> None:
-        assert self._tg is not None, "ProcessActor.run() is not running"
-        self._tg.start_soon(func, *args)
-
-    # -- message handling (runs only in the actor task) -----------------------------------
-
-    def _handle(self, message: Any) -> None:
-        match message:
-            case _EnsureReady():
-                self._on_ensure_ready(message)
-            case _Stop():
-                self._on_stop(message)
-            case _Shutdown():
-                self._on_shutdown(message)
-            case _Spawned():
-                self._on_spawned(message)
-            case _SpawnFailed():
-                if message.generation == self._generation:
-                    self._after_exit(message.reason)
-            case _Healthy():
-                if message.generation == self._generation and self.state == "starting":
-                    self._became_ready()
-            case _HealthTimedOut():
-                if message.generation == self._generation and self.state == "starting":
-                    reason = f"health check timed out after {message.seconds:g}s"
-                    self._begin_stop(HEALTH_FAILURE_STOP_GRACE, reason, StartFailed)
-            case _Exited():
-                self._on_exited(message)
-            case _:
-                raise TypeError(f"unexpected message {message!r}")
-
-    def _on_ensure_ready(self, message: _EnsureReady) -> None:
-        state = self.state
-        if state == "ready":
-            _answer(message.reply)
-        elif state == "starting":
-            self._ready_waiters.add(message.reply)
-        elif state == "stopped":
-            self._ready_waiters.add(message.reply)
-            self._start()
-        elif state == "stopping" and not self._shutting_down:
-            self._restart_waiters.add(message.reply)  # start again once the stop completes
-        else:
-            _answer(message.reply, self._shutdown_error())
-
-    def _on_stop(self, message: _Stop) -> None:
-        state = self.state
-        if state == "stopped":
-            _answer(message.reply)
+    def handle(self, message: Any) -> None:
+        if isinstance(message, _Watch):
+            self._watches.append(message)
+            self._settle_watches(None)
             return
-        if state == "shutdown":
-            _answer(message.reply, self._shutdown_error())
-            return
-        self._stop_waiters.add(message.reply)
-        self._restart_waiters.fail(lambda: StartAborted(f"[{self.model}] stopped before start"))
-        if state in ("starting", "ready"):
-            self._begin_stop(message.grace, "stop requested", StartAborted)
+        if isinstance(message, _Launched):
+            message = self._launched(message)
+            if message is None:
+                return
+        self._perform(self.core.handle(message))
 
-    def _on_shutdown(self, message: _Shutdown) -> None:
-        self._shutting_down = True
-        self._shutdown_waiters.add(message.reply)
-        self._restart_waiters.fail(self._shutdown_error)
-        state = self.state
-        if state in ("starting", "ready"):
-            self._begin_stop(message.grace, "shutting down", ProcessShutdown)
-        elif state in ("stopped", "shutdown"):
-            self._finish_shutdown()
-
-    def _on_spawned(self, message: _Spawned) -> None:
-        if message.generation != self._generation:
-            return
+    def _launched(self, message: _Launched) -> Message | None:
+        if message.generation != self.core.generation:  # cannot happen (FIFO); never leak it
+            self.spawn_child(message.upstream.terminate, 0.0, None, {})
+            return None
         self._upstream = message.upstream
         log.info("[%s] started pid %d", self.model, message.upstream.pid)
-        if self.state == "stopping":  # a stop arrived while we were spawning
-            self._spawn_terminator()
-        elif self.state == "starting":
-            url = self.settings.health_url
-            if url is None:
-                self._became_ready()
-            else:
-                self._health_scope = anyio.CancelScope()
-                self._spawn_child(
-                    self._poll_health, self._generation, message.upstream, url, self._health_scope
-                )
+        return Spawned(message.generation, message.upstream.pid)
 
-    def _on_exited(self, message: _Exited) -> None:
-        if message.generation != self._generation:
-            return
+    def _perform(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            match effect:
+                case Spawn(generation=generation):
+                    self._spawn(generation)
+                case PollHealth(generation=generation):
+                    self._poll(generation)
+                case StopHealthCheck():
+                    if self._health_scope is not None:
+                        self._health_scope.cancel()
+                        self._health_scope = None
+                case Terminate(grace=grace):
+                    self._terminate(grace)
+                case Announce():
+                    self._announce(effect)
+
+    # -- effects -------------------------------------------------------------------------------
+
+    def _spawn(self, generation: int) -> None:
         self._upstream = None
-        self._cancel_health()
-        code = message.returncode
-        if self.state == "starting":
-            reason = f"upstream command exited prematurely with code {code}"
-        elif self.state == "ready":
-            reason = f"upstream exited unexpectedly with code {code}"
-        else:
-            reason = f"exited with code {code}"
-        tail = self.log.tail(LAST_LINES_IN_ERRORS)
-        if tail and self.state != "stopping":
-            reason += "; last log lines:\n" + "\n".join(tail)
-        self._after_exit(reason)
+        self._spawned_at = time.monotonic()
+        self._log_mark = self.log.appended
+        self.spawn_child(self._supervise, generation)
 
-    # -- lifecycle steps -----------------------------------------------------------------------
+    def _poll(self, generation: int) -> None:
+        url, upstream = self.settings.health_url, self._upstream
+        assert url is not None and upstream is not None, "PollHealth needs a spawned upstream"
+        self._health_scope = anyio.CancelScope()
+        self.spawn_child(self._poll_health, generation, upstream, url, self._health_scope)
 
-    def _start(self) -> None:
-        self._generation += 1
-        self._started_at = time.monotonic()
-        self._transition("start")
-        try:
-            argv = split_command(self.settings.cmd)
-        except ValueError as exc:
-            self._after_exit(f"unable to get sanitized command: {exc}")
-            return
-        log.info("[%s] starting: %s", self.model, " ".join(argv))
-        self._spawn_child(self._supervise, self._generation, argv)
-
-    def _became_ready(self) -> None:
-        elapsed = time.monotonic() - self._started_at
-        self._transition("healthy", f"ready after {elapsed:.3f}s")
-        log.info("[%s] ready after %.3fs", self.model, elapsed)
-        self._ready_waiters.succeed()
-
-    def _begin_stop(self, grace: float, reason: str, error: type[StartFailed]) -> None:
-        """starting|ready -> stopping: fail whoever waited for ready with `error`, signal."""
-        self._transition("stop", reason)
-        self._cancel_health()
-        self._grace = grace
-        self._terminating = False
-        self._ready_waiters.fail(lambda: error(f"[{self.model}] {reason}"))
-        if self._upstream is not None:
-            self._spawn_terminator()
-
-    def _spawn_terminator(self) -> None:
-        if self._terminating or self._upstream is None:
-            return
-        self._terminating = True
+    def _terminate(self, grace: float) -> None:
+        upstream = self._upstream
+        assert upstream is not None, "Terminate needs a spawned upstream"
         stop_argv = None
         if self.settings.cmd_stop.strip():
             try:
                 stop_argv = split_command(
-                    self.settings.cmd_stop.replace("${PID}", str(self._upstream.pid))
+                    self.settings.cmd_stop.replace("${PID}", str(upstream.pid))
                 )
             except ValueError:
                 log.warning("[%s] cmdStop is empty after splitting: SIGTERM", self.model)
         env = merged_environment(self.settings.env)
-        self._spawn_child(self._upstream.terminate, self._grace, stop_argv, env)
+        self.spawn_child(upstream.terminate, grace, stop_argv, env)
 
-    def _after_exit(self, reason: str) -> None:
-        """The upstream is gone (or never came): settle every waiter from the state we are in."""
-        state = self.state
-        self._upstream = None
-        self._terminating = False
-        if state == "starting":
-            log.warning("[%s] start failed: %s", self.model, reason)
-            self._transition("start_failed", reason)
-            self._ready_waiters.fail(lambda: StartFailed(f"[{self.model}] {reason}"))
-        elif state == "ready":
-            log.warning("[%s] %s", self.model, reason)
-            self._transition("crashed", reason)
-        elif state == "stopping":
-            if self._shutting_down:
-                self._finish_shutdown()
-                return
-            self._transition("exited", reason)
-            log.info("[%s] stopped", self.model)
-        self._stop_waiters.succeed()
-        if self._shutting_down:
-            self._finish_shutdown()
-        elif self._restart_waiters and self.state == "stopped":
-            for reply in self._restart_waiters.take():
-                self._ready_waiters.add(reply)
-            self._start()
+    def _announce(self, effect: Announce) -> None:
+        new = effect.new
+        if new in PROCESS_ERROR:
+            log.warning("[%s] %s: %s", self.model, _failure_kind(effect), effect.reason)
+        elif effect.reason:
+            log.info("[%s] %s -> %s: %s", self.model, effect.old, new, effect.reason)
+        else:
+            log.info("[%s] %s -> %s", self.model, effect.old, new)
+        if new not in PROCESS_HOLDS_RESOURCES:
+            self._upstream = None
+        event = ProcessStateChanged(
+            self.model, effect.old, new, event=effect.event, reason=effect.reason
+        )
+        for listener in list(self._listeners):
+            listener(event)
+        self._settle_watches(effect)
 
-    def _finish_shutdown(self) -> None:
-        if self.state != "shutdown":
-            self._transition("shut_down")
-        self._ready_waiters.fail(self._shutdown_error)
-        self._restart_waiters.fail(self._shutdown_error)
-        self._stop_waiters.succeed()
-        self._shutdown_waiters.succeed()
+    def _settle_watches(self, announced: Announce | None) -> None:
+        waiting = []
+        for watch in self._watches:
+            outcome = watch.verdict(self.core, announced)
+            if outcome is False:
+                waiting.append(watch)
+            else:
+                answer(watch.reply, outcome if isinstance(outcome, BaseException) else None)
+        self._watches = waiting
 
-    def _shutdown_error(self) -> ProcessShutdown:
-        return ProcessShutdown(f"[{self.model}] shutdown")
-
-    def _cancel_health(self) -> None:
-        if self._health_scope is not None:
-            self._health_scope.cancel()
-            self._health_scope = None
+    def _tail(self) -> tuple[str, ...]:
+        """The upstream's last lines of this attempt (not of an earlier one)."""
+        return tuple(self.log.since(self._log_mark, LAST_LINES_IN_ERRORS))
 
     # -- child tasks (report back through the inbox) ---------------------------------------
 
-    async def _supervise(self, generation: int, argv: list[str]) -> None:
+    async def _supervise(self, generation: int) -> None:
+        try:
+            argv = split_command(self.settings.cmd)
+        except ValueError as exc:
+            self.post(SpawnFailed(generation, f"unable to get sanitized command: {exc}"))
+            return
+        log.info("[%s] starting: %s", self.model, " ".join(argv))
         try:
             env = merged_environment(self.settings.env)
             upstream = self._launcher.spawn(argv, env, self.log)
         except OSError as exc:
             detail = exc.strerror or str(exc)
-            self._post(
-                _SpawnFailed(generation, f"failed to start command '{' '.join(argv)}': {detail}")
+            self.post(
+                SpawnFailed(generation, f"failed to start command '{' '.join(argv)}': {detail}")
             )
             return
-        self._post(_Spawned(generation, upstream))
+        self.post(_Launched(generation, upstream))
         code = await upstream.supervise()
-        self._post(_Exited(generation, code))
+        self.post(Exited(generation, code, self._tail()))
 
     async def _poll_health(
         self, generation: int, upstream: Upstream, url: str, scope: anyio.CancelScope
@@ -535,6 +371,12 @@ class ProcessActor:
             try:
                 await self._launcher.wait_healthy(upstream, url, timeout)
             except HealthTimeout:
-                self._post(_HealthTimedOut(generation, timeout))
+                self.post(HealthTimedOut(generation, timeout, self._tail()))
             else:
-                self._post(_Healthy(generation))
+                self.post(Healthy(generation, time.monotonic() - self._spawned_at))
+
+
+def _failure_kind(effect: Announce) -> str:
+    if effect.old is ProcessState.READY:
+        return "crashed"
+    return "start failed"

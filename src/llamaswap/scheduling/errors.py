@@ -69,3 +69,7 @@ class Unschedulable(RoutingError):
 
     status = 503
     code = "cannot_fit"
+
+
+class ReloadInProgress(RuntimeError):
+    """A config reload was asked for while another one (or a shutdown) is under way."""

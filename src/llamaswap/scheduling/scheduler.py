@@ -1,16 +1,31 @@
 """The sans-IO scheduler: every routing decision, with no I/O, no clock and no awaits.
 
-The router actor feeds it events (a request, a cancel, a finished request, a finished
-swap, a process state change, a clock tick, an unload, a shutdown), each stamped with
-the current time, and it answers through a small `Effects` interface: grant, reject,
-start a swap, cancel a swap, stop idle models, publish queue positions. Because it is
-plain synchronous code, Hypothesis drives it directly in `tests/property/`.
+The router actor feeds it events (a request, a cancel, a finished request, a process's
+announced state change, a clock tick, an unload, a reload, a shutdown), each stamped
+with the current time, and it acts through a small `Effects` interface (its syscall
+table, documented method by method). Because it is plain synchronous code, Hypothesis
+drives it directly, together with the real process cores (`llamaswap.verification`).
+
+Rules:
+
+1. What the scheduler knows of a process is what the process announced
+   (`process_changed`), nothing predicted. Beside it the scheduler keeps only its own
+   commitments: the swaps it decided, and the models it told to stop and has not yet
+   heard stop (`leaving`).
+2. A start is sent only to a process announced at rest (not holding resources) and not
+   leaving, so no announcement still on its way can be mistaken for the start's outcome:
+   a swap that launched its target ends on `serving` (grant the waiters) or `error`
+   (fail them with the reason), and ignores everything else.
+3. The router's own lifecycle (accepting, reloading, draining, shutdown) is the machine
+   generated from `spec/router.fsm.yaml`, owned here: the reload and drain protocols run
+   the same in the server, the simulator and the property suite.
 
 Decision tree for a request (llama-swap's FIFO scheduler, plus a starvation bound):
 unknown model -> error; over concurrencyLimit -> 429; a swap to the same model is in
-flight -> join it; ready, nothing to evict, nobody evicting it -> grant (fast path);
+flight -> join it; serving, nothing to evict, nobody evicting it -> grant (fast path);
 collides with an in-flight swap -> queue; would evict a model with requests in flight
--> queue; otherwise start a swap. Swaps with disjoint evict sets run in parallel.
+-> queue; otherwise start a swap: stop the evictees, and once every one has announced
+it stopped, start the target. Swaps with disjoint evict sets run in parallel.
 
 Starvation bound: once a queued request has waited `max_wait` seconds, nothing new may
 make it wait longer: no grant, join or swap for a model it would have to evict, and no
@@ -20,14 +35,28 @@ flight on its evictees finish.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+from llamaswap.fsm import RouterMachine
+from llamaswap.fsm.names import (
+    PROCESS_ERROR,
+    PROCESS_FINAL,
+    PROCESS_HOLDS_RESOURCES,
+    PROCESS_SERVING,
+    ROUTER_CLOSED,
+    ROUTER_HOLDS,
+    ProcessState,
+    RouterEvent,
+    RouterState,
+)
 
 from .errors import (
     ModelNotFound,
     ModelNotLoaded,
     ModelUnloaded,
+    ReloadInProgress,
     RoutingError,
     ShuttingDown,
     SwapFailed,
@@ -35,8 +64,6 @@ from .errors import (
     Unschedulable,
 )
 from .policies import CannotFit, Policy, Usage
-
-RUNNING_STATES = frozenset({"starting", "ready", "stopping"})
 
 
 @dataclass(frozen=True)
@@ -65,12 +92,13 @@ class Request:
 
 @dataclass
 class Swap:
-    """A swap in flight: `evict` is being stopped, then `target` started."""
+    """A swap in flight: `evict` is being stopped, then `target` started (`launched`)."""
 
     target: str
     evict: tuple[str, ...]
     waiters: list[Request] = field(default_factory=list)
     started: float = 0.0
+    launched: bool = False  # the target was sent its start
 
 
 def _seniority(request: Request) -> tuple[float, int]:
@@ -79,27 +107,59 @@ def _seniority(request: Request) -> tuple[float, int]:
 
 
 class Effects(Protocol):
-    """How the scheduler acts on the world. Every call must return at once."""
+    """How the scheduler acts on the world. Every call returns at once and never calls
+    back into the scheduler; what the world does in answer arrives later as events."""
 
     def grant(self, request: Request) -> bool:
-        """Hand the model to the caller; False if the caller has already left."""
+        """Hand the model to the caller. True: the caller took it, so a `finish` will
+        come. False: the caller had already left, nothing is in flight."""
         ...
 
-    def reject(self, request: Request, error: RoutingError) -> None: ...
+    def reject(self, request: Request, error: RoutingError) -> None:
+        """Answer the caller with `error` (a caller that left never hears it)."""
+        ...
 
-    def start_swap(self, target: str, evict: tuple[str, ...]) -> None: ...
+    def start(self, model: str, reason: str) -> None:
+        """Send the model's process a start; its announcements come back through
+        `process_changed` (on to serving, or to an error state with the reason)."""
+        ...
 
-    def cancel_swap(self, target: str) -> None: ...
+    def stop(self, model: str, reason: str, grace: float | None) -> None:
+        """Send the model's process a stop (`grace` None: its unloadTimeout); it
+        announces when it no longer holds resources."""
+        ...
 
-    def stop(self, models: tuple[str, ...], reason: str) -> None: ...
+    def shut_down(self, model: str, reason: str) -> None:
+        """Send the model's process its shutdown: it ends in its final state and never
+        starts again (a reload then replaces it, see `replace`)."""
+        ...
+
+    def revoke(self, model: str, reason: str) -> None:
+        """Cut every request in flight on `model` now; each still `finish`es later."""
+        ...
+
+    def replace(self, models: tuple[str, ...]) -> None:
+        """A reload's old processes have all ended: create new, stopped processes for
+        `models` (changed or added) from the new config before anything starts them."""
+        ...
 
     def positions(self, positions: Mapping[int, int]) -> None:
         """Queue positions (request id -> 1-based) after the queue changed."""
         ...
 
+    def swap_began(self, target: str, evict: tuple[str, ...]) -> None:
+        """For observers: a swap to `target` was decided, stopping `evict` first."""
+        ...
+
+    def swap_ended(self, target: str, error: str | None) -> None:
+        """For observers: that swap ended, the target serving (`error` None) or not."""
+        ...
+
 
 class Scheduler:
-    """Queue, in-flight counts and the decision tree for one router."""
+    """Queue, in-flight counts, swaps, the router's lifecycle and the decision tree."""
+
+    _router_state: str  # written by the router machine itself (its state_field)
 
     def __init__(
         self,
@@ -108,12 +168,14 @@ class Scheduler:
         effects: Effects,
         *,
         max_wait: float = 60.0,
+        listeners: Sequence[Any] = (),
     ) -> None:
         self.rules = dict(rules)
         self.policy = policy
         self.max_wait = max_wait
         self._effects = effects
-        self._view: dict[str, str] = dict.fromkeys(self.rules, "stopped")
+        self._view: dict[str, ProcessState] = dict.fromkeys(self.rules, ProcessState.STOPPED)
+        self._leaving: set[str] = set()  # told to stop; not yet announced at rest
         self._active: dict[str, Swap] = {}
         self._queue: list[Request] = []
         self._waiting: dict[int, Request] = {}  # admitted, not yet granted
@@ -122,16 +184,31 @@ class Scheduler:
         self._reserved: dict[str, int] = {}  # queued + waiting + in flight, per model
         self._last_used: dict[str, float] = {}
         self._idle_since: dict[str, float] = {}
-        self._closed = False
-        self._retiring: set[str] = set()  # replaced by a reload under way: not served yet
         self._running: frozenset[str] | None = None  # cache of running(); see _changed()
+        # a reload under way: requests that arrived meanwhile, the processes being
+        # replaced, and the config that takes over once they have ended
+        self._held: list[Request] = []
+        self._retiring: set[str] = set()
+        self._next: tuple[dict[str, ModelRules], Policy, tuple[str, ...]] | None = None
         # live views: the policies read them without copies
         self._usage = Usage(last_used=self._last_used, busy=self._in_flight.keys())
+        self._machine = RouterMachine(
+            model=self, state_field="_router_state", listeners=list(listeners)
+        )
 
     # -- read-only views (for snapshots, metrics and tests) -----------------------------
 
-    def state_of(self, model: str) -> str:
-        return self._view.get(model, "stopped")
+    @property
+    def state(self) -> RouterState:
+        """The router's lifecycle state (spec/router.fsm.yaml)."""
+        return RouterState(self._router_state)
+
+    def state_of(self, model: str) -> ProcessState:
+        """The model's state as its process last announced it."""
+        return self._view.get(model, ProcessState.STOPPED)
+
+    def leaving(self) -> frozenset[str]:
+        return frozenset(self._leaving)
 
     def in_flight(self, model: str) -> int:
         return self._in_flight.get(model, 0)
@@ -143,21 +220,38 @@ class Scheduler:
     def queued(self) -> list[Request]:
         return list(self._queue) if self._queue else []
 
+    def held(self) -> list[Request]:
+        """Requests that arrived during a reload, admitted once it is done."""
+        return list(self._held)
+
     def active_swaps(self) -> dict[str, Swap]:
         return dict(self._active) if self._active else {}
 
     def waiting_count(self) -> int:
-        return len(self._waiting)
+        return len(self._waiting) + len(self._held)
 
     def granted_count(self) -> int:
         return len(self._granted)
 
     def running(self) -> frozenset[str]:
-        """Models holding resources now or committed to: not stopped, or a swap target."""
+        """Models that hold resources or may: announced so, a swap target, or told to stop
+        and not yet heard at rest (a start may still be on its way to them)."""
         if self._running is None:
-            running = {m for m, state in self._view.items() if state in RUNNING_STATES}
-            self._running = frozenset(running | self._active.keys())
+            running = {m for m, state in self._view.items() if state in PROCESS_HOLDS_RESOURCES}
+            self._running = frozenset(running | self._active.keys() | self._leaving)
         return self._running
+
+    def unloaded(self, models: Iterable[str]) -> bool:
+        """Every one of `models` is at rest and not told to stop (an unload is done)."""
+        return all(
+            m not in self._leaving and self.state_of(m) not in PROCESS_HOLDS_RESOURCES
+            for m in models
+        )
+
+    def next_deadline(self) -> float | None:
+        """When `tick` should be called next (the earliest ttl expiry), if ever."""
+        deadlines = [since + self.rules[m].ttl for m, since in self._idle_since.items()]
+        return min(deadlines) if deadlines else None
 
     def _changed(self) -> None:
         """Call after any change to the process view or the active swaps."""
@@ -165,21 +259,22 @@ class Scheduler:
 
     def _staying(self) -> frozenset[str]:
         """Running models that will still run once the stops under way complete."""
-        leaving = {m for swap in self._active.values() for m in swap.evict}
-        leaving |= {m for m, state in self._view.items() if state == "stopping"}
-        return self.running() - (leaving - self._active.keys())
+        return self.running() - (self._leaving - self._active.keys())
 
-    def next_deadline(self) -> float | None:
-        """When `tick` should be called next (the earliest ttl expiry), if ever."""
-        deadlines = [since + self.rules[m].ttl for m, since in self._idle_since.items()]
-        return min(deadlines) if deadlines else None
+    def _at_rest(self, model: str) -> bool:
+        """Announced not holding resources, and not told to stop since."""
+        return model not in self._leaving and self.state_of(model) not in PROCESS_HOLDS_RESOURCES
 
-    # -- events ---------------------------------------------------------------------------
+    # -- events: requests ---------------------------------------------------------------------
 
     def submit(self, request: Request, now: float) -> None:
         """A new request: admit it (or reject it) and decide."""
+        state = self._router_state
+        if state in ROUTER_HOLDS:
+            self._held.append(request)
+            return
         model = request.model
-        if self._closed:
+        if state in ROUTER_CLOSED:
             self._effects.reject(request, ShuttingDown())
             return
         rules = self.rules.get(model)
@@ -199,6 +294,10 @@ class Scheduler:
 
     def cancel(self, request_id: int, now: float) -> None:
         """The caller left before it was granted: forget it; it never triggers a load."""
+        held = [r for r in self._held if r.id == request_id]
+        if held:
+            self._held.remove(held[0])
+            return
         request = self._waiting.pop(request_id, None)
         if request is None:
             return
@@ -225,35 +324,32 @@ class Scheduler:
             self._mark_idle(model, now)
             self._drain(now)
 
-    def swap_done(self, target: str, error: str | None, now: float) -> None:
-        """The swap task for `target` ended; `error` says why it failed, if it did."""
-        swap = self._active.pop(target, None)
-        if swap is None:
-            return  # cancelled by an unload or shutdown
-        self._changed()
-        if error is None and self._view.get(target) != "ready":
-            error = f"model {target} is {self._view.get(target)} after its start"
-        for waiter in swap.waiters:
-            if error is None:
-                self._grant(waiter, now)
-            else:
-                self._fail(waiter, SwapFailed(error))
-        if error is None:
-            self._mark_idle(target, now)
-        self._drain(now)
+    # -- events: processes and time ---------------------------------------------------------
 
-    def process_state(self, model: str, state: str, now: float) -> None:
-        """A process actor reported a state change."""
-        if model not in self.rules:
-            return
-        self._view[model] = state
+    def process_changed(self, model: str, new: ProcessState, now: float, reason: str = "") -> None:
+        """A process announced its new state (with the reason of the transition)."""
+        old = self._view.get(model)
+        if old is None:
+            return  # not a process of this scheduler (any more)
+        self._view[model] = new
         self._changed()
-        if state == "ready":
+        if new not in PROCESS_HOLDS_RESOURCES:
+            self._leaving.discard(model)
+        if old in PROCESS_SERVING and new not in PROCESS_SERVING and model in self._in_flight:
+            self._effects.revoke(model, reason or f"{model} is {new}")
+        if new in PROCESS_SERVING:
             self._mark_idle(model, now)
         else:
             self._idle_since.pop(model, None)
-        if state in ("stopped", "shutdown"):
-            self._drain(now)
+        swap = self._active.get(model)
+        if swap is not None and swap.launched:
+            if new in PROCESS_SERVING:
+                self._complete(swap, None, now)
+            elif new in PROCESS_ERROR:
+                self._complete(swap, f"[{model}] {reason or new}", now)
+        self._advance_swaps(now)
+        self._settle_lifecycle(now)
+        self._drain(now)
 
     def tick(self, now: float) -> None:
         """Time passed: stop models idle for longer than their ttl."""
@@ -262,95 +358,198 @@ class Scheduler:
             for m, since in self._idle_since.items()
             if now >= since + self.rules[m].ttl and self._may_expire(m)
         ]
-        for model in expired:
+        for model in sorted(expired):
             del self._idle_since[model]
-            self._view[model] = "stopping"
-            self._changed()
+            self._stop(model, "ttl")
         if expired:
-            self._effects.stop(tuple(sorted(expired)), "ttl")
+            self._changed()
 
-    def unload(self, models: Iterable[str], now: float) -> tuple[str, ...]:
-        """Fail everyone waiting for `models` and mark them stopping; return the known ones.
+    # -- events: operators ---------------------------------------------------------------------
 
-        The caller stops the processes (right away, before any other decision) and does
-        not wait for in-flight requests (llama-swap #125: unload cuts streams).
+    def unload(
+        self, models: Iterable[str], now: float, grace: float | None = None
+    ) -> tuple[str, ...]:
+        """Fail everyone waiting for `models`, cut their requests, stop them; return the
+        known ones (`unloaded()` tells when they have stopped).
+
+        llama-swap #125: an unload does not wait for requests in flight, it cuts them.
         """
         targets = sorted(set(models) & self.rules.keys())
         for model in targets:
-            self._cancel_swap_of(model, ModelUnloaded)
+            launched = self._cancel_swap_of(model, ModelUnloaded)
             for request in [r for r in self._queue if r.model == model]:
                 self._queue.remove(request)
                 self._fail(request, ModelUnloaded(model))
-            if self._view.get(model) in RUNNING_STATES:
-                self._view[model] = "stopping"
+            if model in self._in_flight:
+                self._effects.revoke(model, "model unloaded")
             self._idle_since.pop(model, None)
+            self._stop(model, "unload", grace, launched=launched)
         self._changed()
         self._drain(now)
         return tuple(targets)
 
-    def retire(self, models: Iterable[str], now: float) -> None:
-        """A reload replaces `models`: stop them, and hold their waiters until it is done.
+    def reload(
+        self,
+        rules: Mapping[str, ModelRules],
+        policy: Policy,
+        changed: Iterable[str],
+        now: float,
+    ) -> tuple[str, ...]:
+        """Begin applying a new config; returns the models whose processes are replaced.
 
-        Their swaps are cancelled and their waiters go back to the queue, where they keep
-        their place and their starvation bound but are not served until `reconfigure`
-        brings the new config (its processes are the ones that will serve them).
+        The processes of changed and removed models are shut down (their requests in
+        flight cut); requests waiting for a changed model keep their place and are served
+        by its new process, those for a removed one fail; requests arriving meanwhile are
+        held. Once every replaced process has ended, `Effects.replace` creates the new
+        ones, the new rules and policy apply and the held requests are admitted in order.
         """
-        chosen = sorted(set(models) & self.rules.keys())
-        self._take_down(chosen)
-        self._retiring.update(chosen)
-        self._drain(now)
-
-    def _take_down(self, models: Iterable[str]) -> None:
-        """Mark `models` stopping; swaps to them are cancelled and their waiters queue
-        again at the front (a reload will serve them from the new process)."""
-        for model in models:
+        if self._router_state != RouterState.ACCEPTING:
+            raise ReloadInProgress(f"cannot reload while {self._router_state}")
+        self._machine.send(RouterEvent.RELOAD.value)
+        removed = sorted(self.rules.keys() - rules.keys())
+        kept = sorted(set(changed) & self.rules.keys() & rules.keys())
+        replaced = tuple(sorted([*removed, *kept]))
+        self._next = (dict(rules), policy, replaced)
+        for model in removed:
+            self._cancel_swap_of(model, ModelUnloaded)
+            for request in [r for r in self._queue if r.model == model]:
+                self._queue.remove(request)
+                self._fail(request, ModelUnloaded(model))
+        for model in kept:
             swap = self._active.pop(model, None)
             if swap is not None:
-                self._effects.cancel_swap(model)
-                self._queue[:0] = swap.waiters
-            if self._view.get(model) in RUNNING_STATES:
-                self._view[model] = "stopping"
+                self._effects.swap_ended(model, "config reloaded")
+                self._queue[:0] = swap.waiters  # at the front: they keep their place
+        for model in replaced:
+            if model in self._in_flight:
+                self._effects.revoke(model, "config reloaded")
             self._idle_since.pop(model, None)
+            self._leaving.add(model)
+            self._effects.shut_down(model, "config reloaded")
+        self._retiring = set(replaced)
         self._changed()
+        self._settle_lifecycle(now)
+        return replaced
 
     def shutdown(self, now: float) -> None:
-        """Fail everyone waiting; refuse everything from now on."""
-        self._closed = True
+        """Fail everyone waiting, cut every request, shut every process down; refuse
+        everything from now on. The router reaches `shutdown` once every process has."""
+        if self._router_state in ROUTER_CLOSED:
+            return
+        self._machine.send(RouterEvent.DRAIN.value)
+        for request in self._held:
+            self._effects.reject(request, ShuttingDown())
+        self._held.clear()
         for target in list(self._active):
             self._cancel_swap_of(target, lambda _model: ShuttingDown())
         for request in list(self._queue):
             self._fail(request, ShuttingDown())
         self._queue.clear()
         self._idle_since.clear()
+        for model in sorted(self._view):
+            if model in self._in_flight:
+                self._effects.revoke(model, "llamaswap is shutting down")
+            if self._view[model] not in PROCESS_FINAL:
+                self._effects.shut_down(model, "llamaswap is shutting down")
         self._changed()
+        self._settle_lifecycle(now)
 
-    def reconfigure(
-        self, rules: Mapping[str, ModelRules], policy: Policy, changed: Iterable[str], now: float
-    ) -> tuple[str, ...]:
-        """Apply a reloaded config. Returns the models to stop (changed or removed).
+    def _settle_lifecycle(self, now: float) -> None:
+        """Finish a reload or a drain once every process it waits for has ended."""
+        state = self._router_state
+        if state == RouterState.RELOADING:
+            if all(self._view.get(m) in PROCESS_FINAL for m in self._retiring):
+                self._finish_reload(now)
+        elif state == RouterState.DRAINING and all(s in PROCESS_FINAL for s in self._view.values()):
+            self._machine.send(RouterEvent.DRAINED.value)
 
-        Requests waiting for a removed model fail; those for a changed model stay and
-        are served by its new process.
-        """
-        self._retiring.clear()
-        removed = sorted(self.rules.keys() - rules.keys())
-        restart = sorted(set(changed) & self.rules.keys() & rules.keys())
-        for model in removed:
-            self._cancel_swap_of(model, ModelNotFound)
-            for request in [r for r in self._queue if r.model == model]:
-                self._queue.remove(request)
-                self._fail(request, ModelNotFound(model))
-        self._take_down(restart)
-        self.rules = dict(rules)
-        self.policy = policy
-        for model in self.rules:
-            self._view.setdefault(model, "stopped")
-        for model in removed:
+    def _finish_reload(self, now: float) -> None:
+        assert self._next is not None
+        rules, policy, replaced = self._next
+        self._next = None
+        fresh = tuple(sorted((set(replaced) & rules.keys()) | (rules.keys() - self.rules.keys())))
+        self._effects.replace(fresh)
+        for model in self.rules.keys() - rules.keys():
             self._view.pop(model, None)
-            self._idle_since.pop(model, None)
+            self._leaving.discard(model)
+            self._last_used.pop(model, None)
+        for model in fresh:
+            self._view[model] = ProcessState.STOPPED
+            self._leaving.discard(model)
+        self.rules = rules
+        self.policy = policy
+        self._retiring.clear()
         self._changed()
+        self._machine.send(RouterEvent.RELOAD_DONE.value)
+        held, self._held = self._held, []
+        for request in held:
+            self.submit(request, now)
         self._drain(now)
-        return tuple(removed + restart)
+
+    # -- swaps -------------------------------------------------------------------------------
+
+    def _begin_swap(self, request: Request, evict: tuple[str, ...], now: float) -> None:
+        model = request.model
+        swap = self._active[model] = Swap(model, evict, [request], now)
+        self._changed()
+        self._effects.swap_began(model, evict)
+        self._idle_since.pop(model, None)
+        for evictee in evict:
+            self._idle_since.pop(evictee, None)
+            self._stop(evictee, f"evicted for {model}")
+        self._advance(swap, now)
+
+    def _advance_swaps(self, now: float) -> None:
+        for swap in [s for s in self._active.values() if not s.launched]:
+            self._advance(swap, now)
+
+    def _advance(self, swap: Swap, now: float) -> None:
+        """Once every evictee has stopped: done if the target already serves, else launch
+        it once it is at rest (rule 2)."""
+        if swap.launched or not all(self._at_rest(m) for m in swap.evict):
+            return
+        target = swap.target
+        if self.state_of(target) in PROCESS_SERVING and target not in self._leaving:
+            self._complete(swap, None, now)
+        elif self._at_rest(target):
+            swap.launched = True
+            self._effects.start(target, "requested")
+
+    def _complete(self, swap: Swap, error: str | None, now: float) -> None:
+        """The swap's target is serving (error None) or failed: answer its waiters."""
+        target = swap.target
+        del self._active[target]
+        self._changed()
+        self._effects.swap_ended(target, error)
+        for waiter in swap.waiters:
+            if error is None:
+                self._grant(waiter, now)
+            else:
+                self._fail(waiter, SwapFailed(error))
+        if error is None:
+            self._mark_idle(target, now)
+
+    def _stop(
+        self, model: str, reason: str, grace: float | None = None, *, launched: bool = False
+    ) -> None:
+        """Tell `model`'s process to stop if it runs (or was just launched, or failed:
+        an unload clears the failure); it is `leaving` until it announces at rest."""
+        state = self.state_of(model)
+        if launched or state in PROCESS_HOLDS_RESOURCES or state in PROCESS_ERROR:
+            self._leaving.add(model)
+            self._changed()
+            self._effects.stop(model, reason, grace)
+
+    def _cancel_swap_of(self, target: str, make_error: Callable[[str], RoutingError]) -> bool:
+        """Drop the swap to `target`, failing its waiters; True if the target was launched."""
+        swap = self._active.pop(target, None)
+        if swap is None:
+            return False
+        self._changed()
+        self._effects.swap_ended(target, str(make_error(target)))
+        for waiter in swap.waiters:
+            self._fail(waiter, make_error(target))
+        return swap.launched
 
     # -- the decision tree ------------------------------------------------------------------
 
@@ -378,17 +577,12 @@ class Scheduler:
             return False
         if self._collides(model, evict):
             return False
-        if not evict and self._view.get(model) == "ready":
+        if not evict and self.state_of(model) in PROCESS_SERVING and model not in self._leaving:
             self._grant(request, now)
             return True
         if self._any_busy(evict):
             return False
-        self._active[model] = Swap(model, evict, [request], now)
-        self._changed()
-        for evictee in evict:
-            self._idle_since.pop(evictee, None)
-        self._idle_since.pop(model, None)
-        self._effects.start_swap(model, evict)
+        self._begin_swap(request, evict, now)
         return True
 
     def _place_without_loading(self, request: Request, now: float) -> None:
@@ -400,7 +594,7 @@ class Scheduler:
         model = request.model
         blockers = self._blockers(request, now)
         loaded = (
-            self._view.get(model) == "ready"
+            self.state_of(model) in PROCESS_SERVING
             and model not in self._active
             and model in self._staying()
             and not self._would_evict(model)
@@ -516,22 +710,14 @@ class Scheduler:
         else:
             del self._reserved[model]
 
-    def _cancel_swap_of(self, target: str, make_error: Callable[[str], RoutingError]) -> None:
-        swap = self._active.pop(target, None)
-        if swap is None:
-            return
-        self._changed()
-        self._effects.cancel_swap(target)
-        for waiter in swap.waiters:
-            self._fail(waiter, make_error(target))
-
     def _mark_idle(self, model: str, now: float) -> None:
         """Start the ttl clock if the model is ready, unused and has a ttl."""
         rules = self.rules.get(model)
         if (
             rules is not None
             and rules.ttl > 0
-            and self._view.get(model) == "ready"
+            and self.state_of(model) in PROCESS_SERVING
+            and model not in self._leaving
             and model not in self._in_flight
             and model not in self._active
         ):

@@ -1,29 +1,50 @@
 """The Hypothesis stateful exploration of a routing scenario.
 
 Hypothesis plays every part the runtime would: clients arrive, leave (telling the
-router at once or later), finish; swaps stop their evictees, then the target becomes
-ready or fails; stops complete; processes crash; the clock advances (ttl, starvation);
-operators unload and reload. After every step `World.check()` judges the state, and
-in teardown everything is allowed to finish: then every request must be resolved
-(liveness). `tests/property/` and `llamaswap check` both run this machine.
+router at once or later), finish; the router's commands reach the process cores; the
+operating system answers the cores' effects (a spawn works or fails, the health check
+passes or times out, a process exits after a stop or crashes); the cores'
+announcements reach the router; the clock advances (ttl, starvation); operators unload
+and reload. The processes are the real `ProcessCore`s the server runs, so every
+transition explored is one the spec allows, and an impossible one fails the test.
+
+The upstream's reports come from `OS_REPORTS`, which says when the operating system
+can produce each one; building the exploration fails while the spec has an event sent
+`by: upstream` that it cannot produce, so a new report cannot go unexplored.
+
+After every step `World.check()` judges the state; in teardown everything is allowed to
+finish: then every request must be resolved (liveness). `tests/property/` and
+`llamaswap check` both run this machine.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from llamaswap.fsm import shipped_spec
+from llamaswap.fsm.names import PROCESS_SERVING, ProcessEvent, RouterState
+from llamaswap.lifecycle.process import (
+    Exited,
+    HealthTimedOut,
+    Healthy,
+    Message,
+    Spawned,
+    SpawnFailed,
+)
 from llamaswap.scheduling import Request
 
 from .scenario import Scenario
-from .world import ClientRequest, InvariantViolation, World
+from .world import ClientRequest, InvariantViolation, SimProcess, World
 
 UNKNOWN_MODEL = "no-such-model"
 CLOCK_STEPS = (0.1, 1.0, 5.0, 30.0, 61.0)
-TEARDOWN_ROUNDS = 500
+TEARDOWN_ROUNDS = 2000
+CRASH_CODE = 1
 
 
 @dataclass
@@ -36,12 +57,65 @@ class ExplorationStats:
     last_log: list[str] = field(default_factory=list)
 
 
+# -- the operating system's answers, one per upstream event of the spec ----------------------
+# Each: (can it happen to this process now?, the report it produces, and its effect on
+# the simulated OS). `ok` is Hypothesis's choice where the outcome can go either way.
+
+Report = Callable[[SimProcess, bool], Message]
+
+
+def _spawn_report(process: SimProcess, ok: bool) -> Message:
+    generation = process.spawning
+    assert generation is not None
+    process.spawning = None
+    if ok:
+        process.alive, process.terminating = generation, False
+        return Spawned(generation, 10_000 + generation)
+    return SpawnFailed(generation, "No such file or directory")
+
+
+def _health_report(process: SimProcess, ok: bool) -> Message:
+    generation = process.polling
+    assert generation is not None
+    process.polling = None
+    return Healthy(generation, 1.0) if ok else HealthTimedOut(generation, 10.0)
+
+
+def _exit_report(process: SimProcess, ok: bool) -> Message:
+    generation = process.alive
+    assert generation is not None
+    code = 0 if process.terminating else CRASH_CODE
+    process.alive, process.terminating, process.polling = None, False, None
+    return Exited(generation, code)
+
+
+OS_REPORTS: dict[ProcessEvent, tuple[Callable[[SimProcess], bool], Report]] = {
+    ProcessEvent.SPAWNED: (lambda p: p.spawning is not None, _spawn_report),
+    ProcessEvent.HEALTHY: (lambda p: p.polling is not None, _health_report),
+    ProcessEvent.EXITED: (lambda p: p.alive is not None, _exit_report),
+}
+# Outcomes that are the "bad" branch of a report above.
+OS_ALIASES = {ProcessEvent.SPAWN_FAILED: ProcessEvent.SPAWNED}
+OS_ALIASES[ProcessEvent.HEALTH_TIMEOUT] = ProcessEvent.HEALTHY
+
+
+def upstream_events() -> list[ProcessEvent]:
+    """The spec's events sent by the upstream, each with the OS answer that produces it."""
+    spec = shipped_spec("process")
+    events = [ProcessEvent(e) for e in spec.events if spec.event(e).by == "upstream"]
+    unknown = [e for e in events if e not in OS_REPORTS and e not in OS_ALIASES]
+    if unknown:
+        raise RuntimeError(f"the exploration cannot yet produce upstream events {unknown}")
+    return events
+
+
 def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None) -> type:
     """A RuleBasedStateMachine class exploring `scenario` (records into `stats`)."""
     models = scenario.models
     record = stats if stats is not None else ExplorationStats()
     request_models = st.sampled_from([*models, UNKNOWN_MODEL])
     subsets = st.lists(st.sampled_from(models), unique=True, max_size=2) if models else st.just([])
+    outcomes = st.sampled_from([True, True, True, False])
 
     class RoutingExploration(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -51,8 +125,6 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
             self.world.scheduler = self.scheduler
             self.next_id = 0
             self.late_cancels: list[int] = []
-            self.starting: set[str] = set()  # swap targets whose evictees are already gone
-            self.reload_pending: list[str] | None = None  # models a reload under way replaces
             record.examples += 1
             record.last_log = self.world.log
 
@@ -73,15 +145,20 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
             rid, now, world = self.next_id, self.world.now, self.world
             world.requests[rid] = ClientRequest(rid, model, now)
             world.say(f"request #{rid} for {model} arrives (it may not load {model})")
-            was_ready, swaps_before = world.processes.get(model) == "ready", dict(world.swaps)
+            heard_serving = world.delivered.get(model) in PROCESS_SERVING
+            swaps_before = dict(world.swaps)
+            commands_before = {m: len(p.inbox) for m, p in world.processes.items()}
             self.scheduler.submit(Request(rid, model, now, may_load=False), now)
             status = world.requests[rid].status
-            if status == "waiting" or world.swaps != swaps_before:
-                what = "waits" if status == "waiting" else "started a swap"
+            started = any(len(p.inbox) > commands_before[m] for m, p in world.processes.items())
+            if status == "waiting" or world.swaps != swaps_before or started:
+                what = "waits" if status == "waiting" else "started a swap or a process"
+                if self.scheduler.state is RouterState.RELOADING and status == "waiting":
+                    return  # held until the reload is done, like every request
                 raise world._violation(
                     "no load", f"request #{rid} {what}", models=frozenset({model})
                 )
-            if status == "granted" and not was_ready:
+            if status == "granted" and not heard_serving:
                 raise world._violation(
                     "no load", f"request #{rid} was served by {model} while not ready"
                 )
@@ -123,71 +200,85 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
         @rule(data=st.data())
         def request_finishes(self, data: st.DataObject) -> None:
             rid = data.draw(st.sampled_from(self._granted()), label="finishing")
+            self._finish(rid)
+
+        def _finish(self, rid: int) -> None:
             self.world.finished(rid)
             self.world.say(f"request #{rid} finishes")
             self.scheduler.finish(rid, self.world.now)
 
-        # -- processes and swaps ---------------------------------------------------------------
+        # -- the runtime ------------------------------------------------------------------------
 
-        @precondition(lambda self: bool(set(self.world.swaps) - self.starting))
-        @rule(data=st.data())
-        def evictees_stop(self, data: st.DataObject) -> None:
-            target = data.draw(st.sampled_from(sorted(set(self.world.swaps) - self.starting)))
-            self._evictees_stop(target)
+        def _with_commands(self) -> list[str]:
+            return sorted(m for m, p in self.world.processes.items() if p.inbox)
 
-        def _evictees_stop(self, target: str) -> None:
-            evicted = [m for m in self.world.swaps[target] if m != target]
-            stopped = f"{', '.join(evicted)} stopped; " if evicted else ""
-            self.world.say(f"{stopped}{target} starts loading")
-            for model in (*self.world.swaps[target], target):
-                if model in self.world.stopping or (
-                    model != target and self.world.processes[model] != "stopped"
-                ):
-                    self._process_stopped(model)
-            self.starting.add(target)
-            self.world.processes[target] = "starting"
-            self.scheduler.process_state(target, "starting", self.world.now)
+        def _os_can(self, event: ProcessEvent) -> list[str]:
+            possible, _ = OS_REPORTS[event]
+            return sorted(m for m, p in self.world.processes.items() if possible(p))
 
-        @precondition(lambda self: bool(self.starting))
-        @rule(data=st.data(), healthy=st.sampled_from([True, True, True, False]))
-        def swap_target_settles(self, data: st.DataObject, healthy: bool) -> None:
-            self._settle(data.draw(st.sampled_from(sorted(self.starting))), healthy)
+        def _os_answers(self, event: ProcessEvent, model: str, ok: bool) -> None:
+            process = self.world.processes[model]
+            _, report = OS_REPORTS[event]
+            self.world.feed(process, report(process, ok))
 
-        def _settle(self, target: str, healthy: bool) -> None:
-            self.starting.discard(target)
-            self.world.swaps.pop(target, None)
-            now = self.world.now
-            self.world.processes[target] = "ready" if healthy else "stopped"
-            self.world.say(f"{target} {'is ready' if healthy else 'fails to start'}")
-            self.scheduler.process_state(target, self.world.processes[target], now)
-            self.scheduler.swap_done(target, None if healthy else "start failed", now)
+        def _runtime_moves(self) -> list[str]:
+            """What the runtime could do next: deliver a command or an announcement, or
+            have the operating system answer a spawn, a health poll or an exit."""
+            moves = ["command"] if self._with_commands() else []
+            moves += ["announcement"] if self.world.announcements else []
+            moves += [str(e) for e in OS_REPORTS if self._os_can(e)]
+            return moves
 
-        def _process_stopped(self, model: str) -> None:
-            self.world.stopping.discard(model)
-            self.world.processes[model] = "stopped"
-            self.scheduler.process_state(model, "stopped", self.world.now)
+        def _deliver_command(self, model: str) -> None:
+            process = self.world.processes[model]
+            self.world.feed(process, process.inbox.popleft())
 
-        @precondition(lambda self: bool(self.world.stopping - self.world.swaps.keys()))
-        @rule(data=st.data())
-        def stop_completes(self, data: st.DataObject) -> None:
-            choices = sorted(self.world.stopping - self.world.swaps.keys())
-            model = data.draw(st.sampled_from(choices), label="stopped")
-            self.world.say(f"{model} has stopped")
-            self._process_stopped(model)
+        @precondition(lambda self: bool(self._runtime_moves()))
+        @rule(data=st.data(), ok=outcomes)
+        def runtime_moves(self, data: st.DataObject, ok: bool) -> None:
+            """One thing happens in the runtime; which one, and to whom, Hypothesis picks.
 
-        def _crashable(self) -> list[str]:
-            return sorted(
-                m
-                for m, state in self.world.processes.items()
-                if state == "ready" and m not in self.world.stopping and m not in self.world.swaps
-            )
+            (One rule for all of them, so client and operator actions keep their share.)
+            """
+            move = data.draw(st.sampled_from(self._runtime_moves()), label="move")
+            if move == "announcement":
+                self.world.deliver_announcement()
+            elif move == "command":
+                model = data.draw(st.sampled_from(self._with_commands()), label="process")
+                self._deliver_command(model)
+            else:
+                event = ProcessEvent(move)
+                model = data.draw(st.sampled_from(self._os_can(event)), label="process")
+                self._os_answers(event, model, ok)
 
-        @precondition(lambda self: bool(self._crashable()))
-        @rule(data=st.data())
-        def process_crashes(self, data: st.DataObject) -> None:
-            model = data.draw(st.sampled_from(self._crashable()), label="crashing")
-            self.world.say(f"{model} crashes")
-            self._process_stopped(model)
+        @rule()
+        def runtime_catches_up(self) -> None:
+            """Every command, report and announcement under way completes, all well."""
+            for _ in range(TEARDOWN_ROUNDS):
+                if not self._runtime_progress():
+                    return
+
+        def _runtime_progress(self) -> bool:
+            """One step of the runtime towards quiet (no client acts)."""
+            world = self.world
+            if world.announcements:
+                world.deliver_announcement()
+                return True
+            commands = self._with_commands()
+            if commands:
+                self._deliver_command(commands[0])
+                return True
+            for event in (ProcessEvent.SPAWNED, ProcessEvent.HEALTHY):
+                ready = self._os_can(event)
+                if ready:
+                    self._os_answers(event, ready[0], True)
+                    return True
+            exiting = self._os_can(ProcessEvent.EXITED)
+            stopping = [m for m in exiting if world.processes[m].terminating]
+            if stopping:
+                self._os_answers(ProcessEvent.EXITED, stopping[0], True)
+                return True
+            return False
 
         # -- time and operators -------------------------------------------------------------------
 
@@ -201,45 +292,14 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
         def operator_unloads(self, chosen: list[str]) -> None:
             targets = chosen or models
             self.world.say(f"operator unloads {', '.join(targets) or 'nothing'}")
-            for model in self.scheduler.unload(targets, self.world.now):
-                self.starting.discard(model)
-                if self.world.processes[model] != "stopped":
-                    self.world.stopping.add(model)
+            self.scheduler.unload(targets, self.world.now)
 
+        @precondition(lambda self: self.scheduler.state is RouterState.ACCEPTING)
         @rule(changed=subsets)
         def config_reloads(self, changed: list[str]) -> None:
-            self.world.say(f"config reloads; changed: {', '.join(changed) or 'nothing'}")
-            stop = self.scheduler.reconfigure(
-                scenario.rules, scenario.policy, changed, self.world.now
-            )
-            for model in stop:
-                self.starting.discard(model)
-                if self.world.processes[model] != "stopped":
-                    self.world.stopping.add(model)
-
-        @precondition(lambda self: self.reload_pending is None)
-        @rule(changed=subsets)
-        def reload_begins(self, changed: list[str]) -> None:
-            """The router's two-phase reload: changed models stop, their waiters wait."""
+            """The router's reload: changed models get new processes; waiters wait."""
             self.world.say(f"a config reload begins; changed: {', '.join(changed) or '-'}")
-            self.scheduler.retire(changed, self.world.now)
-            for model in changed:
-                self.starting.discard(model)
-                if self.world.processes[model] != "stopped":
-                    self.world.stopping.add(model)
-            self.reload_pending = changed
-
-        @precondition(
-            lambda self: (
-                self.reload_pending is not None
-                and all(self.world.processes[m] == "stopped" for m in self.reload_pending)
-            )
-        )
-        @rule()
-        def reload_completes(self) -> None:
-            self.world.say("the config reload completes")
-            self.reload_pending = None
-            self.scheduler.reconfigure(scenario.rules, scenario.policy, (), self.world.now)
+            self.scheduler.reload(scenario.rules, scenario.policy, changed, self.world.now)
 
         # -- judgement ---------------------------------------------------------------------
 
@@ -265,33 +325,23 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
                     f"after every process and client cooperated, still waiting: {described}",
                     models=frozenset(r.model for r in stuck),
                 )
+            if self.scheduler.state is not RouterState.ACCEPTING:
+                raise InvariantViolation(
+                    "liveness", f"the router never got back from {self.scheduler.state}"
+                )
 
         def _make_progress(self) -> bool:
             if self.late_cancels:
                 self._deliver_cancel(self.late_cancels.pop(0))
                 return True
-            pending = sorted(set(self.world.swaps) - self.starting)
-            if pending:
-                self._evictees_stop(pending[0])
-                return True
-            if self.starting:
-                self._settle(sorted(self.starting)[0], True)
-                return True
-            idle_stops = sorted(self.world.stopping - self.world.swaps.keys())
-            if idle_stops:
-                self._process_stopped(idle_stops[0])
-                return True
-            if self.reload_pending is not None and all(
-                self.world.processes[m] == "stopped" for m in self.reload_pending
-            ):
-                self.reload_completes()
+            if self._runtime_progress():
                 return True
             granted = self._granted()
             if granted:
-                self.world.finished(granted[0])
-                self.scheduler.finish(granted[0], self.world.now)
+                self._finish(granted[0])
                 return True
             return False
 
+    upstream_events()  # fails early when the spec has a report the world cannot produce
     RoutingExploration.__name__ = "RoutingExploration"
     return RoutingExploration

@@ -1,20 +1,45 @@
-"""A fake runtime around the pure scheduler: processes, swaps, clients and a clock.
+"""A fake runtime around the pure scheduler: real process cores, the router's inbox, clients
+and a clock.
 
-`World` implements the scheduler's `Effects`. Effects only record what the runtime
-would do (a swap started, a stop issued); the exploration's rules later decide when
-and how each finishes. Every effect is judged on the spot against the scenario's
-ground truth, and `check()` judges the whole state after each step.
+`World` implements the scheduler's `Effects` the way the live router does, with the
+slow parts left for the exploration to decide: each model has a real `ProcessCore`
+(the machine generated from `spec/process.fsm.yaml`) behind an inbox of commands, and
+the cores' announcements wait in one queue (the router's inbox) until a rule delivers
+them. So every interleaving the live router can see, a command overtaking an
+announcement or an announcement arriving after a newer decision, is one the
+exploration can choose.
+
+Every effect is judged on the spot against the scenario's ground truth, and `check()`
+judges the whole state after each step: co-running models are those whose *real*
+process holds resources, never what the scheduler believes.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from llamaswap.fsm.names import PROCESS_FINAL, PROCESS_HOLDS_RESOURCES, ProcessState
+from llamaswap.lifecycle.process import (
+    Announce,
+    Command,
+    Effect,
+    Message,
+    PollHealth,
+    ProcessCore,
+    ShutDown,
+    Spawn,
+    Start,
+    Stop,
+    StopHealthCheck,
+    Terminate,
+)
 from llamaswap.scheduling import Request, RoutingError, Scheduler, Usage, rules_allowing
 
 from .scenario import Scenario
+
+STOP_GRACE = 1.0
 
 
 class InvariantViolation(AssertionError):
@@ -42,19 +67,43 @@ class ClientRequest:
     arrival: float
     status: str = "waiting"  # waiting | granted | finished | rejected | cancelled
     gone: bool = False  # the client left; its cancel may not have reached the router yet
+    revoked: bool = False  # granted, then cut by the router (unload, crash, reload)
     joined_step: int | None = None  # the step in which it was first seen waiting on a swap
     error: str = ""
 
 
+@dataclass(eq=False)
+class SimProcess:
+    """One model's process: its real core, the commands not yet handled, and what the
+    operating system is doing for it (a spawn, a health poll, a running process)."""
+
+    model: str
+    core: ProcessCore
+    inbox: deque[Command] = field(default_factory=deque)
+    spawning: int | None = None  # generation whose spawn has not reported yet
+    polling: int | None = None  # generation whose health poll has not reported yet
+    alive: int | None = None  # generation of the running process
+    terminating: bool = False  # the running process was told to stop
+
+    @property
+    def holds_resources(self) -> bool:
+        return self.core.state in PROCESS_HOLDS_RESOURCES
+
+    def describe(self) -> str:
+        return f"{self.model} ({self.core.state})"
+
+
 @dataclass
 class World:
-    """Everything outside the scheduler, as plain data."""
+    """Everything outside the scheduler, as plain data plus the real process cores."""
 
     scenario: Scenario
     now: float = 0.0
-    processes: dict[str, str] = field(default_factory=dict)  # model -> state
+    processes: dict[str, SimProcess] = field(default_factory=dict)
+    announcements: deque[tuple[SimProcess, Announce]] = field(default_factory=deque)
+    delivered: dict[str, ProcessState] = field(default_factory=dict)  # what the router heard
+    told_to_stop: set[str] = field(default_factory=set)  # since the model's last start
     swaps: dict[str, tuple[str, ...]] = field(default_factory=dict)  # target -> evict
-    stopping: set[str] = field(default_factory=set)  # stops issued, not yet complete
     requests: dict[int, ClientRequest] = field(default_factory=dict)
     queue_positions: dict[int, int] = field(default_factory=dict)
     co_running_sets: set[frozenset[str]] = field(default_factory=set)
@@ -66,16 +115,26 @@ class World:
     scheduler: Scheduler | None = None
 
     def __post_init__(self) -> None:
-        self.processes = dict.fromkeys(self.scenario.models, "stopped")
+        for model in self.scenario.models:
+            self.processes[model] = self._new_process(model)
+            self.delivered[model] = ProcessState.STOPPED
+
+    @staticmethod
+    def _new_process(model: str) -> SimProcess:
+        return SimProcess(model, ProcessCore(model))
 
     # -- helpers -------------------------------------------------------------------------
 
     def running(self) -> frozenset[str]:
-        """Models that hold resources now: every process not stopped."""
-        return frozenset(m for m, s in self.processes.items() if s != "stopped")
+        """Models whose real process holds resources now (ground truth)."""
+        return frozenset(p.model for p in self.processes.values() if p.holds_resources)
 
-    def in_flight(self, model: str) -> int:
-        return sum(1 for r in self.requests.values() if r.model == model and r.status == "granted")
+    def in_flight(self, model: str, *, counting_revoked: bool = True) -> int:
+        return sum(
+            1
+            for r in self.requests.values()
+            if r.model == model and r.status == "granted" and (counting_revoked or not r.revoked)
+        )
 
     def _violation(
         self, kind: str, message: str, *, models: frozenset[str] = frozenset(), rule: str = ""
@@ -101,6 +160,35 @@ class World:
         assert self.scheduler is not None
         return self.scheduler
 
+    # -- the runtime: processes and the router's inbox ---------------------------------------
+
+    def feed(self, process: SimProcess, message: Message) -> None:
+        """Give `process`'s core one message and perform what it asks for."""
+        for effect in process.core.handle(message):
+            self._perform(process, effect)
+
+    def _perform(self, process: SimProcess, effect: Effect) -> None:
+        match effect:
+            case Spawn(generation=generation):
+                process.spawning = generation
+            case PollHealth(generation=generation):
+                process.polling = generation
+            case StopHealthCheck():
+                process.polling = None
+            case Terminate():
+                process.terminating = True
+            case Announce():
+                self.announcements.append((process, effect))
+                self.say(f"{process.model} is {effect.new} ({effect.event})")
+
+    def deliver_announcement(self) -> None:
+        """The router handles the oldest announcement in its inbox."""
+        process, announce = self.announcements.popleft()
+        if process is not self.processes.get(process.model):
+            return  # an announcement of a process a reload has already replaced
+        self.delivered[process.model] = announce.new
+        self._sched().process_changed(announce.model, announce.new, self.now, announce.reason)
+
     # -- Effects ---------------------------------------------------------------------------
 
     def grant(self, request: Request) -> bool:
@@ -112,6 +200,12 @@ class World:
         if client.gone:
             client.status = "cancelled"  # the caller left before the grant reached it
             return False
+        if request.model in self.told_to_stop:
+            raise self._violation(
+                "stale grant",
+                f"request #{request.id} granted {request.model}, which the router told to stop",
+                models=frozenset({request.model}),
+            )
         self._check_starvation(request.model, client, "granted")
         client.status = "granted"
         self.last_used[request.model] = self.now
@@ -128,15 +222,60 @@ class World:
         client.error = str(error)
         self.say(f"request #{request.id} for {request.model} fails: {error}")
 
-    def start_swap(self, target: str, evict: tuple[str, ...]) -> None:
+    def start(self, model: str, reason: str) -> None:
+        self.told_to_stop.discard(model)
+        self.processes[model].inbox.append(Start(reason))
+        self.say(f"the router starts {model}")
+
+    def stop(self, model: str, reason: str, grace: float | None) -> None:
+        busy = self.in_flight(model, counting_revoked=False)
+        if busy:
+            raise self._violation(
+                "busy eviction",
+                f"{reason} stop of {model} with {busy} requests in flight",
+                models=frozenset({model}),
+            )
+        self.told_to_stop.add(model)
+        self.processes[model].inbox.append(Stop(STOP_GRACE if grace is None else grace, reason))
+        self.say(f"the router stops {model} ({reason})")
+
+    def shut_down(self, model: str, reason: str) -> None:
+        self.told_to_stop.add(model)
+        self.processes[model].inbox.append(ShutDown(STOP_GRACE, reason))
+        self.say(f"the router shuts {model} down ({reason})")
+
+    def revoke(self, model: str, reason: str) -> None:
+        for client in self.requests.values():
+            if client.model == model and client.status == "granted":
+                client.revoked = True
+        self.say(f"requests in flight on {model} are cut ({reason})")
+
+    def replace(self, models: tuple[str, ...]) -> None:
+        for model in models:
+            old = self.processes[model]
+            if old.core.state not in PROCESS_FINAL:
+                raise self._violation(
+                    "reload",
+                    f"a reload replaced {old.describe()} before it had ended",
+                    models=frozenset({model}),
+                )
+            self.processes[model] = self._new_process(model)
+            self.delivered[model] = ProcessState.STOPPED
+            self.told_to_stop.discard(model)
+        self.say(f"the reload is done; new processes for {', '.join(models) or 'nothing'}")
+
+    def positions(self, positions: Mapping[int, int]) -> None:
+        self.queue_positions = dict(positions)
+
+    def swap_began(self, target: str, evict: tuple[str, ...]) -> None:
         if target in self.swaps:
             raise self._violation("exactly-once", f"two swaps to {target} at once")
         for model in evict:
-            if self.in_flight(model):
+            busy = self.in_flight(model, counting_revoked=False)
+            if busy:
                 raise self._violation(
                     "busy eviction",
-                    f"swap to {target} evicts {model} with {self.in_flight(model)} requests "
-                    "in flight",
+                    f"swap to {target} evicts {model} with {busy} requests in flight",
                     models=frozenset({model, target}),
                 )
             self._check_persistent(target, model)
@@ -146,26 +285,9 @@ class World:
         words = f", stopping {', '.join(evict)}" if evict else ""
         self.say(f"swap to {target} starts{words}")
 
-    def cancel_swap(self, target: str) -> None:
-        evict = self.swaps.pop(target, ())
-        for model in (*evict, target):
-            if self.processes[model] != "stopped":
-                self.stopping.add(model)
-
-    def stop(self, models: tuple[str, ...], reason: str) -> None:
-        for model in models:
-            if self.in_flight(model):
-                raise self._violation(
-                    "busy eviction",
-                    f"{reason} stop of {model} with {self.in_flight(model)} requests in flight",
-                    models=frozenset({model}),
-                )
-            if self.processes[model] != "stopped":
-                self.stopping.add(model)
-        self.say(f"{', '.join(models)} stop ({reason})")
-
-    def positions(self, positions: Mapping[int, int]) -> None:
-        self.queue_positions = dict(positions)
+    def swap_ended(self, target: str, error: str | None) -> None:
+        self.swaps.pop(target, None)
+        self.say(f"swap to {target} ends" + (f": {error}" if error else ""))
 
     # -- judgements ------------------------------------------------------------------------
 
@@ -189,7 +311,7 @@ class World:
         and so is an older starving request, which goes first.
         """
         bound = self.scenario.max_wait
-        leaving = self.stopping | {m for evict in self.swaps.values() for m in evict}
+        leaving = self.told_to_stop | {m for evict in self.swaps.values() for m in evict}
         running = (self.running() - leaving) | self.swaps.keys() | {model}
         usage = self.usage()
         for starving in self._sched().queued():

@@ -50,7 +50,7 @@ def test_a_planted_bug_is_reported_as_the_step_that_broke_the_promise() -> None:
     assert finding.source == "exploration"
     assert finding.sequence[-1].startswith("=> busy eviction: swap to ")
     assert any("is served" in line for line in finding.sequence)
-    assert any(line.endswith(" starts loading") for line in finding.sequence)
+    assert any(line.endswith(" is ready (healthy)") for line in finding.sequence)
     assert run.generated < run.stats.examples  # shrinking ran after generation
 
 

@@ -11,6 +11,7 @@ import time
 import anyio
 import pytest
 
+from llamaswap.fsm.names import ProcessState
 from llamaswap.runtime.events import ProcessStateChanged, SwapStarted
 from llamaswap.runtime.leases import Lease
 from llamaswap.scheduling import (
@@ -31,7 +32,15 @@ THREE = models_yaml("a", "b", "c")
 
 
 def stopped(model: str) -> object:
-    return lambda e: isinstance(e, ProcessStateChanged) and e.model == model and e.new == "stopped"
+    return lambda e: (
+        isinstance(e, ProcessStateChanged) and e.model == model and e.new == ProcessState.STOPPED
+    )
+
+
+def failed(model: str) -> object:
+    return lambda e: (
+        isinstance(e, ProcessStateChanged) and e.model == model and e.new == ProcessState.FAILED
+    )
 
 
 async def test_on_demand_start_then_fast_path() -> None:
@@ -315,9 +324,11 @@ async def test_a_crash_revokes_leases_in_flight() -> None:
         watch = Watch(router)
         async with router.lease("a") as lease:
             launcher.current("a").exit(1)
-            await watch.until(stopped("a"))
-            assert lease.revoked == "upstream exited"
+            crash = await watch.until(failed("a"))
+            assert lease.revoked == crash.reason
+            assert lease.revoked.startswith("upstream exited unexpectedly with code 1")
             assert lease.scope.cancel_called
+        assert router.model_fault("a") == crash.reason
         await router.load("a")
         assert launcher.starts["a"] == 2
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from llamaswap.fsm.names import ProcessState
 from llamaswap.scheduling import (
     Group,
     GroupPolicy,
@@ -23,8 +24,13 @@ class Recorder:
     grants: list[int] = field(default_factory=list)
     rejects: list[tuple[int, RoutingError]] = field(default_factory=list)
     swaps: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
-    cancelled_swaps: list[str] = field(default_factory=list)
-    stops: list[tuple[tuple[str, ...], str]] = field(default_factory=list)
+    ended_swaps: list[tuple[str, str | None]] = field(default_factory=list)
+    starts: list[str] = field(default_factory=list)
+    stops: list[tuple[str, str]] = field(default_factory=list)
+    graces: list[float | None] = field(default_factory=list)
+    shut_downs: list[str] = field(default_factory=list)
+    revokes: list[tuple[str, str]] = field(default_factory=list)
+    replaced: list[tuple[str, ...]] = field(default_factory=list)
     last_positions: dict[int, int] = field(default_factory=dict)
     gone: set[int] = field(default_factory=set)
     granted_requests: list[Request] = field(default_factory=list)
@@ -39,24 +45,40 @@ class Recorder:
     def reject(self, request: Request, error: RoutingError) -> None:
         self.rejects.append((request.id, error))
 
-    def start_swap(self, target: str, evict: tuple[str, ...]) -> None:
-        self.swaps.append((target, evict))
+    def start(self, model: str, reason: str) -> None:
+        self.starts.append(model)
 
-    def cancel_swap(self, target: str) -> None:
-        self.cancelled_swaps.append(target)
+    def stop(self, model: str, reason: str, grace: float | None) -> None:
+        self.stops.append((model, reason))
+        self.graces.append(grace)
 
-    def stop(self, models: tuple[str, ...], reason: str) -> None:
-        self.stops.append((models, reason))
+    def shut_down(self, model: str, reason: str) -> None:
+        self.shut_downs.append(model)
+
+    def revoke(self, model: str, reason: str) -> None:
+        self.revokes.append((model, reason))
+
+    def replace(self, models: tuple[str, ...]) -> None:
+        self.replaced.append(models)
 
     def positions(self, positions: Mapping[int, int]) -> None:
         self.last_positions = dict(positions)
 
+    def swap_began(self, target: str, evict: tuple[str, ...]) -> None:
+        self.swaps.append((target, evict))
+
+    def swap_ended(self, target: str, error: str | None) -> None:
+        self.ended_swaps.append((target, error))
+
     def rejected_ids(self) -> list[int]:
         return [rid for rid, _ in self.rejects]
 
+    def stopped_models(self) -> list[str]:
+        return [model for model, _ in self.stops]
+
 
 class Harness:
-    """A scheduler plus helpers that play the runtime's part (processes, swaps, clock)."""
+    """A scheduler plus helpers that play the runtime's part (processes, clock)."""
 
     def __init__(
         self,
@@ -77,23 +99,27 @@ class Harness:
         self.scheduler.submit(request, self.now)
         return self._next_id
 
+    def announce(self, model: str, state: ProcessState, reason: str = "") -> None:
+        self.scheduler.process_changed(model, state, self.now, reason)
+
     def ready(self, *models: str) -> None:
         for model in models:
-            self.scheduler.process_state(model, "ready", self.now)
+            self.announce(model, ProcessState.READY)
 
     def stopped(self, *models: str) -> None:
         for model in models:
-            self.scheduler.process_state(model, "stopped", self.now)
+            self.announce(model, ProcessState.STOPPED)
 
     def complete_swap(self, target: str, error: str | None = None) -> None:
-        """Play a swap task: evictees stop, then the target becomes ready (or fails)."""
+        """Play the processes of a swap: evictees stop, then the target becomes ready
+        (or fails with `error`)."""
         swap = self.scheduler.active_swaps()[target]
         self.stopped(*swap.evict)
+        assert self.scheduler.active_swaps()[target].launched, "the target was never started"
         if error is None:
             self.ready(target)
         else:
-            self.stopped(target)
-        self.scheduler.swap_done(target, error, self.now)
+            self.announce(target, ProcessState.FAILED, error)
 
     def finish(self, *request_ids: int) -> None:
         for rid in request_ids:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from llamaswap.fsm.names import ProcessState, RouterState
 from llamaswap.scheduling import (
     Group,
     GroupPolicy,
@@ -11,6 +14,7 @@ from llamaswap.scheduling import (
     ModelNotLoaded,
     ModelRules,
     ModelUnloaded,
+    ReloadInProgress,
     ShuttingDown,
     SwapFailed,
     TooManyRequests,
@@ -182,7 +186,14 @@ def test_unload_releases_swap_waiters() -> None:
     assert h.scheduler.unload(["a"], h.now) == ("a",)
     assert h.effects.rejected_ids() == ids
     assert all(isinstance(e, ModelUnloaded) for _, e in h.effects.rejects)
-    assert h.effects.cancelled_swaps == ["a"]
+    assert h.effects.ended_swaps == [("a", str(ModelUnloaded("a")))]
+    assert h.effects.stops == [("a", "unload")], "its start was already sent: stop it"
+    assert not h.scheduler.unloaded(["a"])
+    h.announce("a", ProcessState.LAUNCHING)  # the start arrived first...
+    assert not h.scheduler.unloaded(["a"])
+    h.announce("a", ProcessState.STOPPING)  # ...then the stop
+    h.stopped("a")
+    assert h.scheduler.unloaded(["a"])
 
 
 def test_unload_drops_queued_requests_without_starting_them() -> None:
@@ -288,8 +299,8 @@ def test_ttl_unloads_an_idle_model_and_counts_from_the_last_request() -> None:
     h.advance(4.9)
     assert h.effects.stops == []
     h.advance(0.2)
-    assert h.effects.stops == [(("a",), "ttl")]
-    assert h.scheduler.state_of("a") == "stopping"
+    assert h.effects.stops == [("a", "ttl")]
+    assert h.scheduler.leaving() == {"a"}
 
 
 def test_a_request_during_a_ttl_stop_restarts_the_model() -> None:
@@ -324,7 +335,7 @@ def test_a_model_loaded_but_never_used_expires_after_its_ttl() -> None:
     h.advance(2)
     assert h.effects.stops == [], "llama-swap's quirk (expiry ~1 s after ready) is fixed"
     h.advance(1)
-    assert h.effects.stops == [(("a",), "ttl")]
+    assert h.effects.stops == [("a", "ttl")]
 
 
 def test_starvation_bound_stops_fast_path_grants_to_the_blocker() -> None:
@@ -424,7 +435,7 @@ def test_a_request_that_may_not_load_is_refused_when_it_would_delay_a_starving_o
     assert h.effects.swaps == [("b", ("a",))]
 
 
-def test_retire_holds_waiters_until_the_new_config_arrives() -> None:
+def test_a_reload_keeps_the_waiters_of_a_changed_model_for_its_new_process() -> None:
     h = Harness(["a", "b"])
     h.ready("a")
     busy = h.request("a")
@@ -432,13 +443,114 @@ def test_retire_holds_waiters_until_the_new_config_arrives() -> None:
     h.finish(busy)
     assert h.effects.swaps == [("b", ("a",))]
     joined_b = h.request("b")
-    h.scheduler.retire(["b"], h.now)
-    assert h.effects.cancelled_swaps == ["b"]
+    replaced = h.scheduler.reload(h.scheduler.rules, h.scheduler.policy, ["b"], h.now)
+    assert replaced == ("b",) and h.effects.shut_downs == ["b"]
+    assert h.scheduler.state == RouterState.RELOADING
     assert h.effects.rejects == [] and h.effects.grants == [busy]
     assert [r.id for r in h.scheduler.queued()] == [queued_b, joined_b]
-    h.stopped("a", "b")
-    assert h.effects.swaps == [("b", ("a",))], "nothing starts b while it is retiring"
-    h.scheduler.reconfigure(h.scheduler.rules, h.scheduler.policy, (), h.now)
+    h.stopped("a")
+    assert h.effects.starts == [], "nothing starts b while its old process is ending"
+    h.announce("b", ProcessState.SHUTDOWN)
+    assert h.effects.replaced == [("b",)]
+    assert h.scheduler.state == RouterState.ACCEPTING
     assert h.effects.swaps == [("b", ("a",)), ("b", ())]
     h.complete_swap("b")
     assert h.effects.grants == [busy, queued_b, joined_b]
+
+
+def test_requests_during_a_reload_are_held_and_admitted_in_order() -> None:
+    h = Harness({"a": ModelRules(limit=1), "b": ModelRules()})
+    h.ready("a")
+    h.scheduler.reload(h.scheduler.rules, h.scheduler.policy, ["a"], h.now)
+    first, second = h.request("a"), h.request("a")
+    assert h.scheduler.held() and h.effects.grants == [] and h.effects.rejects == []
+    assert h.scheduler.waiting_count() == 2
+    h.announce("a", ProcessState.SHUTDOWN)
+    assert h.effects.replaced == [("a",)]
+    assert h.effects.rejected_ids() == [second], "admission (limit 1) happens after the reload"
+    h.complete_swap("a")
+    assert h.effects.grants == [first]
+
+
+def test_a_reload_while_reloading_is_refused() -> None:
+    h = Harness(["a"])
+    h.ready("a")
+    h.scheduler.reload(h.scheduler.rules, h.scheduler.policy, ["a"], h.now)
+    with pytest.raises(ReloadInProgress):
+        h.scheduler.reload(h.scheduler.rules, h.scheduler.policy, ["a"], h.now)
+
+
+def test_a_reload_that_replaces_nothing_is_done_at_once() -> None:
+    h = Harness(["a"])
+    h.scheduler.reload(h.scheduler.rules, h.scheduler.policy, [], h.now)
+    assert h.scheduler.state == RouterState.ACCEPTING and h.effects.replaced == [()]
+
+
+def test_a_start_goes_only_to_a_process_at_rest() -> None:
+    h = Harness({"a": ModelRules(ttl=5)})
+    h.ready("a")
+    h.advance(6)
+    assert h.effects.stops == [("a", "ttl")]
+    rid = h.request("a")  # arrives while the ttl stop is under way
+    assert h.effects.swaps == [("a", ())] and h.effects.starts == []
+    h.announce("a", ProcessState.STOPPING)
+    assert h.effects.starts == []
+    h.stopped("a")
+    assert h.effects.starts == ["a"]
+    h.ready("a")
+    assert h.effects.grants == [rid]
+
+
+def test_a_launched_swap_ends_only_on_serving_or_an_error() -> None:
+    h = Harness(["a"])
+    h.ready("a")
+    h.scheduler.unload(["a"], h.now)
+    h.announce("a", ProcessState.FAILED, "crashed")  # raced the unload's stop
+    rid = h.request("a")
+    assert h.effects.starts == ["a"], "at rest: the start follows the stop on its way"
+    h.stopped("a")  # the process handled the stop first: this is not the start's outcome
+    assert h.effects.rejects == []
+    h.announce("a", ProcessState.LAUNCHING)
+    h.announce("a", ProcessState.STARTING)
+    assert h.effects.grants == [] and h.effects.rejects == []
+    h.announce("a", ProcessState.FAILED, "health check timed out after 1s")
+    [(rejected, error)] = h.effects.rejects
+    assert rejected == rid and isinstance(error, SwapFailed)
+    assert "health check timed out after 1s" in str(error)
+
+
+def test_a_crash_cuts_the_requests_in_flight() -> None:
+    h = Harness(["a"])
+    h.ready("a")
+    h.request("a")
+    h.announce("a", ProcessState.FAILED, "upstream exited unexpectedly with code 1")
+    assert h.effects.revokes == [("a", "upstream exited unexpectedly with code 1")]
+
+
+def test_unloading_a_failed_model_clears_the_failure() -> None:
+    h = Harness(["a"])
+    h.announce("a", ProcessState.FAILED, "boom")
+    h.scheduler.unload(["a"], h.now)
+    assert h.effects.stops == [("a", "unload")]
+    assert not h.scheduler.unloaded(["a"])
+    h.stopped("a")
+    assert h.scheduler.unloaded(["a"])
+
+
+def test_shutdown_drains_until_every_process_has_ended() -> None:
+    h = Harness(["a", "b"])
+    h.ready("a")
+    h.request("a")
+    waiting = h.request("b")
+    h.scheduler.shutdown(h.now)
+    assert h.scheduler.state == RouterState.DRAINING
+    assert waiting in h.effects.rejected_ids()
+    assert h.effects.revokes == [("a", "llamaswap is shutting down")]
+    assert sorted(h.effects.shut_downs) == ["a", "b"]
+    h.announce("a", ProcessState.SHUTTING_DOWN)
+    h.announce("b", ProcessState.SHUTDOWN)
+    assert h.scheduler.state == RouterState.DRAINING
+    h.announce("a", ProcessState.SHUTDOWN)
+    assert h.scheduler.state == RouterState.SHUTDOWN
+    h.scheduler.shutdown(h.now)  # idempotent
+    assert isinstance(h.effects.rejects[-1][1], ShuttingDown) or h.request("a")
