@@ -120,6 +120,7 @@ async def test_initial_burst_shape_and_headers() -> None:
                 "name": "Model A",
                 "description": "",
                 "state": "stopped",
+                "reason": "",
                 "unlisted": False,
                 "aliases": ["alpha"],
             }
@@ -160,7 +161,15 @@ async def test_load_shows_starting_then_ready_swap_and_model_log() -> None:
                 ),
             )
         states = [state_of(e, "a") for e in stream.seen if e["type"] == "modelStatus"]
-        assert states[:3] == ["stopped", "starting", "ready"]
+        assert states[:4] == ["stopped", "launching", "starting", "ready"]
+        changes = [e["data"] for e in stream.seen if e["type"] == "stateChange"]
+        assert [(c["from"], c["to"], c["event"]) for c in changes[:3]] == [
+            ("stopped", "launching", "start"),
+            ("launching", "starting", "spawned"),
+            ("starting", "ready", "healthy"),
+        ]
+        assert changes[2]["reason"].startswith("ready after ")
+        assert all(c["model"] == "a" and c["at"] > 0 for c in changes)
         assert all(state_of(e, "b") == "stopped" for e in stream.seen if e["type"] == "modelStatus")
         swaps = [e["data"] for e in stream.seen if e["type"] == "swap"]
         assert swaps[0] == {"phase": "started", "target": "a", "evict": []}

@@ -115,7 +115,8 @@ async def test_a_failed_swap_is_counted() -> None:
     assert value(samples, "llamaswap_swap_failures_total", model="broken") == 1
     assert value(samples, "llamaswap_load_seconds_count", model="broken") is None
     assert value(samples, "llamaswap_errors_total", model="broken") == 1
-    assert value(samples, "llamaswap_model_state", model="broken", state="stopped") == 1
+    assert value(samples, "llamaswap_model_state", model="broken", state="failed") == 1
+    assert value(samples, "llamaswap_model_state", model="broken", state="stopped") == 0
 
 
 async def test_disabled_performance_monitor_is_a_503() -> None:

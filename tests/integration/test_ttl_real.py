@@ -41,7 +41,8 @@ async def test_a_request_longer_than_the_ttl_is_not_cut_and_the_idle_model_unloa
         idle_for = time.monotonic() - finished
         assert 0.9 <= idle_for < 4, f"unloaded {idle_for:.2f}s after the request ended"
     assert [(e.old, e.new) for e in states] == [
-        ("stopped", "starting"),
+        ("stopped", "launching"),
+        ("launching", "starting"),
         ("starting", "ready"),
         ("ready", "stopping"),
         ("stopping", "stopped"),

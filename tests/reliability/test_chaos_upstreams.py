@@ -101,7 +101,8 @@ async def test_crash_mid_stream_ends_the_stream_and_the_next_request_restarts() 
         assert content_text([e for e in events if '"error"' not in e.data]) != "hi" * 6
 
         # llamaswap notices the exit, and the next request starts a fresh upstream
-        await wait_until(server, lambda: router.model_state("crash") == "stopped", within=10)
+        await wait_until(server, lambda: router.model_state("crash") == "failed", within=10)
+        assert "exited unexpectedly" in router.model_fault("crash")
         assert not pid_alive(first_pid)
         async with http.post(server.url + CHAT, json=chat("crash")) as response:
             assert response.status == 200
@@ -121,7 +122,8 @@ async def test_never_healthy_fails_naming_the_health_check() -> None:
             message = await start_failure(http, server, "sick")
             assert "health check timed out after 2s" in message, message
             assert time.monotonic() - started >= 2
-            await wait_until(server, lambda: router.model_state("sick") == "stopped", within=10)
+            await wait_until(server, lambda: router.model_state("sick") == "failed", within=10)
+            assert router.model_fault("sick").startswith("health check timed out after 2s")
             assert router.processes["sick"].pid is None
         await assert_still_serving(server, http)
 
@@ -226,7 +228,7 @@ async def test_a_forking_wrapper_leaves_no_grandchild(reaper: Reaper) -> None:
         child = reaper.watch(wrapper_child(server, "wrap", after=seen))
         assert wrapper is not None and pid_alive(child)
         os.kill(wrapper, signal.SIGKILL)
-        await wait_until(server, lambda: router.model_state("wrap") == "stopped", within=10)
+        await wait_until(server, lambda: router.model_state("wrap") == "failed", within=10)
         assert await wait_dead(child), f"grandchild {child} outlived its wrapper"
 
         # and the model starts again on the next request
@@ -266,7 +268,7 @@ async def test_an_upstream_that_exits_at_once_is_a_clear_start_failure() -> None
             assert "exiting after 0 s" in message, message  # the upstream's last words
         async with http.post(server.url + "/api/models/load/gone") as response:
             assert "exited prematurely" in await error_of(response, 500)
-        assert server.service.router.model_state("gone") == "stopped"
+        assert server.service.router.model_state("gone") == "failed"
         await assert_still_serving(server, http)
 
 

@@ -8,10 +8,10 @@ import anyio
 from aiohttp import web
 
 from .middleware import MIDDLEWARES
-from .routes import admin, events, inference, logs, metrics, models, profiles, ui
+from .routes import admin, events, inference, logs, metrics, models, profiles, specs, ui
 from .service import SERVICE, Service, new_client_session
 
-ROUTE_FAMILIES = (inference, models, admin, events, ui, logs, metrics, profiles)
+ROUTE_FAMILIES = (inference, models, admin, events, ui, logs, metrics, profiles, specs)
 
 
 def build_app(service: Service) -> web.Application:

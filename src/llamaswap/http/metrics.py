@@ -19,6 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
+from llamaswap.fsm import Spec, shipped_spec
 from llamaswap.runtime.events import (
     EventBus,
     ModelsConfigured,
@@ -31,8 +32,6 @@ from llamaswap.runtime.events import (
 
 log = logging.getLogger("llamaswap.metrics")
 
-# Every process state (specs/process.fsm.yaml): the state gauge is one-hot over these.
-PROCESS_STATES = ("stopped", "starting", "ready", "stopping", "shutdown")
 # Loads take from well under a second (small models, warm page cache) to minutes.
 LOAD_BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 # Requests range from a quick embedding to a long generation.
@@ -40,9 +39,16 @@ REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 
 
 class Metrics:
-    """The collectors of one application and the bus listener that updates them."""
+    """The collectors of one application and the bus listener that updates them.
 
-    def __init__(self) -> None:
+    The per-state series come from the process spec (`spec`): the state gauge is one-hot
+    over every state it declares and the transition counter is labelled by its events,
+    so a state added to the spec shows up here with no code change.
+    """
+
+    def __init__(self, spec: Spec | None = None) -> None:
+        self.spec = spec or shipped_spec("process")
+        self.states = tuple(self.spec.states)
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         self.swaps = Counter(
@@ -97,8 +103,14 @@ class Metrics:
         )
         self.model_state = Gauge(
             "llamaswap_model_state",
-            "1 for the model's current process state, 0 for the others.",
+            "1 for the model's current process state, 0 for the others (spec/process.fsm.yaml).",
             ["model", "state"],
+            registry=registry,
+        )
+        self.transitions = Counter(
+            "llamaswap_model_transitions",
+            "Process lifecycle transitions by model and event (spec/process.fsm.yaml).",
+            ["model", "event"],
             registry=registry,
         )
         # Models with a queue/in-flight series: a snapshot omits idle models, and
@@ -147,8 +159,9 @@ class Metrics:
                     self.load_seconds.labels(target).observe(seconds)
             case RouterSnapshot():
                 self._set_counts(event)
-            case ProcessStateChanged(model=model, new=new):
+            case ProcessStateChanged(model=model, new=new, event=event):
                 self._set_state(model, new)
+                self.transitions.labels(model, event).inc()
             case RequestFinished(model=model, status=status, duration=duration):
                 self._per_request(model, status).observe(duration)
             case ModelsConfigured(models=models, fresh=fresh):
@@ -166,7 +179,7 @@ class Metrics:
             self.queue_length.labels(model).set(0)
             self.in_flight.labels(model).set(0)
         for model in sorted(new | (current & set(fresh))):
-            self._set_state(model, "stopped")
+            self._set_state(model, self.spec.initial)
         self._gauged = set(current)
         self._known = current
 
@@ -182,7 +195,8 @@ class Metrics:
         )
         labelled: list[tuple[Counter | Gauge | Histogram, tuple[str, ...]]]
         labelled = [(metric, (model,)) for metric in per_model]
-        labelled += [(self.model_state, (model, state)) for state in PROCESS_STATES]
+        labelled += [(self.model_state, (model, state)) for state in self.states]
+        labelled += [(self.transitions, (model, event)) for event in self.spec.events]
         for key in [key for key in self._request_series if key[0] == model]:
             del self._request_series[key]
             labelled.append((self.requests, (model, str(key[1]))))
@@ -216,7 +230,7 @@ class Metrics:
         self._gauged.update(snapshot.queued, snapshot.in_flight)
 
     def _set_state(self, model: str, current: str) -> None:
-        for state in PROCESS_STATES:
+        for state in self.states:
             self.model_state.labels(model, state).set(1 if state == current else 0)
 
 

@@ -26,6 +26,7 @@ access_log = logging.getLogger("llamaswap.access")
 QUIET_PATHS = ("/wol-health", "/api/performance", "/metrics")
 OPEN_PATHS = {("GET", "/health"), ("GET", "/wol-health"), ("GET", "/"), ("GET", "/favicon.ico")}
 OPEN_PATHS |= {("HEAD", path) for _, path in OPEN_PATHS} | {("GET", "/upstream")}
+OPEN_PATHS |= {("GET", "/api/specs")}  # the lifecycle specs are no secret (the UI's legend)
 TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 DEFAULT_ALLOW_HEADERS = "Content-Type, Authorization, Accept, X-Requested-With"
 

@@ -15,6 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from llamaswap.config import Config, SelectorConfig
+from llamaswap.fsm.names import (
+    PROCESS_FINAL,
+    PROCESS_LOADING,
+    PROCESS_SERVING,
+    PROCESS_UNLOADING,
+)
 
 
 class UnknownModel(Exception):
@@ -56,9 +62,9 @@ class Selectors:
         if selector.strategy == "pin":
             return targets[0]
         if selector.strategy == "warm":
-            for wanted in ("ready", "starting"):
+            for wanted in (PROCESS_SERVING, PROCESS_LOADING):
                 for target in targets:
-                    if target in config.models and state_of(target) == wanted:
+                    if target in config.models and state_of(target) in wanted:
                         return target
             return targets[0]
         return self._spillover(selector, config, state_of)
@@ -67,7 +73,7 @@ class Selectors:
         usable = [
             t
             for t in selector.resolved_targets
-            if t not in config.models or state_of(t) not in ("stopping", "shutdown")
+            if t not in config.models or state_of(t) not in PROCESS_UNLOADING | PROCESS_FINAL
         ]
         if not usable:
             raise NoSelectorTarget(f'selector "{selector.id}" has no available spillover targets')
@@ -75,7 +81,7 @@ class Selectors:
         def active(target: str) -> bool:
             if self._reserved[(selector.id, target)]:
                 return True
-            return target in config.models and state_of(target) in ("ready", "starting")
+            return target in config.models and state_of(target) in PROCESS_SERVING | PROCESS_LOADING
 
         hot = [t for t in usable if active(t)]
         cold = [t for t in usable if not active(t)]

@@ -8,8 +8,9 @@
 const KEY_STORAGE = "llamaswap.apiKey";
 const MAX_ACTIVITY = 50;
 const MAX_LOG_CHARS = 256 * 1024;
-const LOADED = new Set(["starting", "ready"]);
-const UNLOADABLE = new Set(["starting", "ready", "stopping"]);
+// The lifecycle specs (/api/specs): every state's colour, description and the commands
+// (load, unload) that apply in it. Nothing here lists states.
+const lifecycle = { process: new Map(), router: new Map() };
 
 const $ = (selector) => document.querySelector(`[data-testid="${selector}"]`);
 
@@ -110,9 +111,40 @@ function sseParser(onEvent) {
   };
 }
 
-function setBadge(badge, state) {
+function setBadge(badge, state, kind = "") {
   badge.textContent = state;
   badge.dataset.state = state;
+  const spec = lifecycle[kind]?.get(state);
+  if (spec) {
+    badge.dataset.spec = kind;
+    badge.style.setProperty("--state-colour", spec.colour);
+    badge.title = spec.description;
+  }
+}
+
+function allows(state, command) {
+  return lifecycle.process.get(state)?.commands.includes(command) ?? false;
+}
+
+async function loadSpecs() {
+  const response = await fetch("/api/specs", { headers: withAuth() });
+  if (!response.ok) throw new Error(`/api/specs: ${response.status}`);
+  const specs = await response.json();
+  for (const kind of Object.keys(lifecycle)) {
+    lifecycle[kind] = new Map(specs[kind].states.map((state) => [state.name, state]));
+  }
+  renderLegend(specs.process.states);
+}
+
+function renderLegend(states) {
+  const legend = $("state-legend");
+  legend.replaceChildren(
+    ...states.map((state) => {
+      const badge = element("span", { class: "badge", "data-testid": "legend-state" });
+      setBadge(badge, state.name, "process");
+      return element("li", {}, badge, element("span", { text: ` ${state.description}` }));
+    }),
+  );
 }
 
 // ---------------------------------------------------------------- /api/events
@@ -171,7 +203,7 @@ function handleEvent({ type, data }) {
       renderModels();
       break;
     case "routerState":
-      setBadge($("router-state"), data.state);
+      setBadge($("router-state"), data.state, "router");
       break;
     case "queue":
       view.queue = data;
@@ -228,7 +260,12 @@ function modelRow(id) {
     { "data-testid": "model-row", "data-model": id },
     element("td", { class: "id", text: id }),
     element("td", { "data-testid": "model-name" }),
-    element("td", {}, element("span", { class: "badge", "data-testid": "model-state" })),
+    element(
+      "td",
+      {},
+      element("span", { class: "badge", "data-testid": "model-state" }),
+      element("div", { class: "reason", "data-testid": "model-reason", hidden: "" }),
+    ),
     element("td", { class: "num counts", "data-testid": "model-queued" }),
     element("td", { class: "num counts", "data-testid": "model-inflight" }),
     element(
@@ -246,12 +283,17 @@ function updateRow(row, model) {
   name.textContent = model.name || "";
   name.title = model.description || "";
   if (model.unlisted) name.append(element("span", { class: "badge", text: "unlisted" }));
-  setBadge(row.querySelector('[data-testid="model-state"]'), model.state);
+  const badge = row.querySelector('[data-testid="model-state"]');
+  setBadge(badge, model.state, "process");
+  const reason = row.querySelector('[data-testid="model-reason"]');
+  reason.textContent = model.reason || "";
+  reason.hidden = !model.reason;
+  if (model.reason) badge.title = model.reason;
   row.querySelector('[data-testid="model-queued"]').textContent = view.queue.queued[model.id] ?? 0;
   row.querySelector('[data-testid="model-inflight"]').textContent = view.queue.inFlight[model.id] ?? 0;
   const busy = view.busy.has(model.id);
-  row.querySelector('[data-testid="load"]').disabled = busy || LOADED.has(model.state);
-  row.querySelector('[data-testid="unload"]').disabled = busy || !UNLOADABLE.has(model.state);
+  row.querySelector('[data-testid="load"]').disabled = busy || !allows(model.state, "load");
+  row.querySelector('[data-testid="unload"]').disabled = busy || !allows(model.state, "unload");
   row.setAttribute("aria-busy", String(busy));
 }
 
@@ -521,6 +563,12 @@ function start() {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("chat-form").requestSubmit();
   });
   connectEvents();
+  loadSpecs()
+    .then(() => {
+      renderModels(); // badges and buttons drawn before the specs arrived
+      setBadge($("router-state"), $("router-state").textContent, "router");
+    })
+    .catch((error) => notify(`cannot read the lifecycle specs: ${error.message}`));
 }
 
 start();

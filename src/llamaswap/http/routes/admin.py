@@ -8,6 +8,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from llamaswap.fsm.names import PROCESS_ERROR, PROCESS_HOLDS_RESOURCES, ProcessState
 from llamaswap.runtime.events import RequestFinished
 from llamaswap.scheduling import ModelNotLoaded, RoutingError
 
@@ -49,11 +50,12 @@ async def running(request: web.Request) -> web.Response:
     entries = []
     for model_id, model in service.config.models.items():
         state = service.router.model_state(model_id)
-        if state in ("stopped", "shutdown"):
+        if state not in PROCESS_HOLDS_RESOURCES and state not in PROCESS_ERROR:
             continue
         entry: dict[str, object] = {
             "model": model_id,
             "state": state,
+            "reason": service.router.model_fault(model_id),
             "cmd": model.cmd,
             "proxy": model.proxy,
             "ttl": model.ttl,
@@ -101,7 +103,7 @@ async def load_one(request: web.Request) -> web.Response:
         await service.router.load(model_id)
     except RoutingError as error:
         return routing_error_response(request, error)
-    return web.json_response({"msg": "ok", "model": model_id, "state": "ready"})
+    return web.json_response({"msg": "ok", "model": model_id, "state": ProcessState.READY})
 
 
 def find_model_prefix(service: Service, segments: list[str]) -> tuple[str, int] | None:

@@ -3,7 +3,9 @@
 A browser keeps this one connection open instead of polling: model states, the router's
 state, queue and in-flight counts, swaps, finished requests and log lines. Each frame is
 `event: message` with a JSON `{"type", "data"}` body whose `data` is an object (llama-swap
-encodes it a second time as a string; nothing here needs that).
+encodes it a second time as a string; nothing here needs that). Every process transition
+is a `stateChange` frame (`model`, `from`, `to`, `event`, `reason`, with the states and
+events of spec/process.fsm.yaml) followed by the `modelStatus` of every model.
 
 The stream is lossy by design: it reads one bounded subscription, so a client that falls
 behind misses events instead of slowing the router or the log writers. A missed state
@@ -19,6 +21,7 @@ from typing import Any
 import anyio
 from aiohttp import web
 
+from llamaswap.fsm.names import PROCESS_ERROR, ROUTER_CLOSED, RouterEvent
 from llamaswap.runtime.events import (
     LogLine,
     ProcessStateChanged,
@@ -37,7 +40,6 @@ from ..usage import tokens_per_second
 BUFFER = 1024
 KEEPALIVE_SECONDS = 15.0
 KEEPALIVE = b": keepalive\n\n"
-END_STATES = frozenset({"draining", "shutdown"})
 HEADERS = {
     "Content-Type": "text/event-stream",
     "Cache-Control": "no-cache",
@@ -81,20 +83,35 @@ def model_status(service: Service, changed: ProcessStateChanged | None = None) -
     models = []
     for model_id in sorted(config.models):
         model = config.models[model_id]
-        state = router.model_state(model_id)
+        state: str = router.model_state(model_id)
+        reason = router.model_fault(model_id)
         if changed is not None and changed.model == model_id:
             state = changed.new
+            reason = changed.reason if changed.new in PROCESS_ERROR else ""
         models.append(
             {
                 "id": model_id,
                 "name": model.name,
                 "description": model.description,
                 "state": state,
+                "reason": reason,
                 "unlisted": model.unlisted,
                 "aliases": list(model.all_aliases),
             }
         )
     return frame("modelStatus", {"models": models})
+
+
+def state_change(event: ProcessStateChanged) -> dict[str, Any]:
+    """One process transition as the UI and dashboards see it."""
+    return {
+        "model": event.model,
+        "from": str(event.old),
+        "to": str(event.new),
+        "event": str(event.event),
+        "reason": event.reason,
+        "at": event.at,
+    }
 
 
 def queue(snapshot: RouterSnapshot) -> bytes:
@@ -109,10 +126,10 @@ def encode(service: Service, event: object) -> bytes:
     """The frames for one bus or log event (empty for events the UI does not show)."""
     match event:
         case ProcessStateChanged():
-            return model_status(service, event)
-        case RouterStateChanged(old=old, new=new):
+            return frame("stateChange", state_change(event)) + model_status(service, event)
+        case RouterStateChanged(new=new, event=router_event):
             state = frame("routerState", {"state": new})
-            if old == "reloading":  # models may have been added, removed or renamed
+            if router_event == RouterEvent.RELOAD_DONE:  # models may have come or gone
                 state += model_status(service)
             return state
         case RouterSnapshot():
@@ -173,7 +190,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         try:
             await response.prepare(request)
             await response.write(burst)
-            if service.router.state in END_STATES:
+            if service.router.state in ROUTER_CLOSED:
                 return response
             with scope:
                 async with anyio.create_task_group() as tg:
@@ -210,5 +227,5 @@ async def _send_events(response: web.StreamResponse, service: Service, inbox: Su
         data = encode(service, event)
         if data:
             await response.write(data)
-        if isinstance(event, RouterStateChanged) and event.new in END_STATES:
+        if isinstance(event, RouterStateChanged) and event.new in ROUTER_CLOSED:
             return

@@ -13,11 +13,11 @@ from typing import Any
 from aiohttp import web
 
 from llamaswap.config import Capabilities, Config, ModelConfig
+from llamaswap.fsm.names import PROCESS_HOLDS_RESOURCES, PROCESS_LOADING, PROCESS_SERVING
 
 from ..service import Service, service_of
 
 CAPABILITY_META_KEYS = ("architecture", "capabilities", "supported_parameters", "context_length")
-LOADED_STATES = ("starting", "ready", "stopping")
 
 
 def add_routes(app: web.Application) -> None:
@@ -80,7 +80,7 @@ def _local_records(service: Service, created: int) -> list[dict[str, Any]]:
     for model_id, model in config.models.items():
         if model.unlisted:
             continue
-        loaded = service.router.model_state(model_id) in LOADED_STATES
+        loaded = service.router.model_state(model_id) in PROCESS_HOLDS_RESOURCES
         aliases = sorted(a for a in aliases_of.get(model_id, []) if a.strip())
         records.append(_model_record(model_id, model, created, loaded, {"type": "model"}, aliases))
         if config.include_aliases_in_list:
@@ -133,7 +133,9 @@ def _other_records(service: Service, created: int) -> list[dict[str, Any]]:
             continue
         local = [t for t in selector.resolved_targets if t in config.models]
         checked = local[:1] if selector.strategy == "pin" else local
-        loaded = any(service.router.model_state(t) in ("ready", "starting") for t in checked)
+        loaded = any(
+            service.router.model_state(t) in PROCESS_SERVING | PROCESS_LOADING for t in checked
+        )
         own: dict[str, Any] = {
             **selector.metadata,
             "type": "selector",
