@@ -1,10 +1,17 @@
 """Spawning, watching and killing one upstream process group. No orphans, ever.
 
 Why not `anyio.open_process`: it cannot set a parent-death signal, and when cancelled it
-kills only the direct child, never its process group. So the child is started with
-`subprocess.Popen` in its own session (process group id = pid) with
-`PR_SET_PDEATHSIG = SIGKILL`, its exit is awaited through a pidfd (no watcher thread),
-and its merged stdout/stderr pipe is read in chunks from a non-blocking fd.
+kills only the direct child, never its process group. So each upstream is started through
+a keeper (`keeper.py`): a tiny process that llamaswap forks with `PR_SET_PDEATHSIG` and
+`PR_SET_CHILD_SUBREAPER`, and that starts the real command in its own session (process
+group id = pid). The kernel's death signal reaches only a direct child; the keeper is
+that child, and every orphan of the upstream's tree is reparented to it, so all of them
+die with llamaswap, even on `kill -9`.
+
+The keeper is transparent: `pid` and `pgid` are the real command's, signals and `cmdStop`
+go to it as before, its output pipe is read here in chunks from a non-blocking fd, and
+the keeper reports its exit code over a status pipe. Its exit is also awaited through a
+pidfd (no watcher thread), which works for a process that is not our child.
 
 The fork happens on the event-loop thread on purpose: Linux sends the parent-death
 signal when the *thread* that forked the child exits, so forking from a short-lived
@@ -19,13 +26,19 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
+import fcntl
 import itertools
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 
@@ -34,6 +47,15 @@ from .logs import LineSplitter, LogRing
 log = logging.getLogger("llamaswap.process")
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+# Imported (not run as a script) so its bytecode is cached; appended to sys.path, so
+# nothing in this directory can shadow the standard library.
+KEEPER = (
+    f"import sys; sys.path.append({str(Path(__file__).parent)!r}); "
+    "import keeper; sys.exit(keeper.main(sys.argv[1:]))"
+)
+KEEPER_GRACE_SECONDS = 1.0  # when llamaswap dies: SIGTERM to the tree, SIGKILL after this
+KEEPER_START_SECONDS = 10.0
 PIPE_DRAIN_SECONDS = 1.0
 REAP_AFTER_KILL_SECONDS = 5.0
 GROUP_EXIT_SECONDS = 2.0
@@ -131,14 +153,30 @@ async def wait_group_gone(pgid: int) -> None:
         await wait_gone(pid)
 
 
-def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
-    """A preexec_fn that makes the child die by SIGKILL when this process dies."""
-    if not sys.platform.startswith("linux"):
-        return None
+def keeper_command(status_fd: int) -> list[str]:
+    """The keeper, run isolated (-I: no PYTHON* variables from the model's env) and
+    without site (-S: faster; it needs the standard library only)."""
+    return [sys.executable, "-I", "-S", "-c", KEEPER, str(status_fd), f"{KEEPER_GRACE_SECONDS:g}"]
+
+
+def _send_command(fd: int, argv: Sequence[str]) -> None:
+    """Write the command into the keeper's (still empty) stdin pipe, growing the pipe
+    when the command would not fit, so this never blocks."""
+    payload = b"\0".join(os.fsencode(arg) for arg in argv)
+    message = str(len(payload)).encode() + b"\n" + payload
+    if len(message) > fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, len(message))  # OSError if over pipe-max-size
+    os.write(fd, message)
+
+
+def _keeper_preexec(parent_pid: int) -> Callable[[], None]:
+    """A preexec_fn for the keeper: it gets SIGTERM when this process dies, and becomes
+    the reaper of every orphan below it. Both settings survive its execve."""
     prctl = ctypes.CDLL(None, use_errno=True).prctl
 
     def setup() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         # If we died between fork() and prctl(), no signal will ever come: exit now.
         if os.getppid() != parent_pid:
             os._exit(1)
@@ -156,18 +194,70 @@ def merged_environment(extra: Sequence[str]) -> dict[str, str]:
     return env
 
 
+class _Status:
+    """The keeper's status pipe: one `word value` line at a time."""
+
+    def __init__(self, fd: int, pending: bytes = b"") -> None:
+        self.fd = fd
+        self._pending = pending
+
+    def read_start(self, command: str) -> int:
+        """Block until the keeper reports the command's pid; raise OSError if it failed.
+
+        Runs on the event loop: the keeper answers within its interpreter's start-up
+        (~10 ms), and the caller needs the pid (or the exec error) at once.
+        """
+        deadline = time.monotonic() + KEEPER_START_SECONDS
+        while b"\n" not in self._pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self.fd], [], [], remaining)[0]:
+                raise OSError(errno.ETIMEDOUT, "the keeper did not start the command in time")
+            chunk = os.read(self.fd, 256)
+            if not chunk:
+                raise OSError(errno.ECHILD, "the keeper exited before starting the command")
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        word, _, value = line.decode().partition(" ")
+        if word == "error":
+            code = int(value)
+            raise OSError(code, os.strerror(code), command)
+        return int(value)
+
+    async def line(self) -> str | None:
+        """The next line, or None once the keeper has exited (end of the pipe)."""
+        while b"\n" not in self._pending:
+            await anyio.wait_readable(self.fd)
+            try:
+                chunk = os.read(self.fd, 256)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return None
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line.decode()
+
+
 class UpstreamProcess:
     """One spawned upstream: its pid, its process group, its output, its exit."""
 
     def __init__(
-        self, popen: subprocess.Popen[bytes], output_fd: int, log_ring: LogRing, mark: str = ""
+        self,
+        keeper: subprocess.Popen[bytes],
+        pid: int,
+        fds: _Fds,
+        log_ring: LogRing,
+        mark: str = "",
     ) -> None:
-        self._popen = popen
+        self._keeper = keeper
+        self.keeper_pid = keeper.pid
+        self._keeper_fd = os.pidfd_open(keeper.pid)  # our child: no pid reuse before wait()
         self._mark = mark
-        self.pid = popen.pid
-        self.pgid = popen.pid  # start_new_session=True makes the child a group leader
-        self._output_fd = output_fd
-        self._pidfd = os.pidfd_open(popen.pid)
+        self.pid = pid
+        self.pgid = pid  # the keeper starts the command in a new session: a group leader
+        self._output_fd = fds.output
+        self._status = fds.status
+        self._release_fd = fds.release
         self._log = log_ring
         self.returncode: int | None = None
         self.exited = anyio.Event()
@@ -176,27 +266,41 @@ class UpstreamProcess:
 
     @classmethod
     def spawn(cls, argv: Sequence[str], env: dict[str, str], log_ring: LogRing) -> UpstreamProcess:
-        """Start `argv` in a new session. Raises OSError when it cannot be executed."""
+        """Start `argv` in a new session, under a keeper. Raises OSError when it cannot be
+        executed (as `subprocess.Popen` would)."""
         mark = new_mark()
-        read_fd, write_fd = os.pipe()
+        output_r, output_w = os.pipe()
+        status_r, status_w = os.pipe()
+        release_r, release_w = os.pipe()  # the keeper's stdin: EOF when we are gone
         try:
-            popen = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=write_fd,
-                stderr=write_fd,
+            _send_command(release_w, argv)
+            keeper = subprocess.Popen(
+                keeper_command(status_w),
+                stdin=release_r,
+                stdout=output_w,
+                stderr=output_w,
                 env={**env, MARK_VARIABLE: mark},
                 start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()),  # see module docstring
+                preexec_fn=_keeper_preexec(os.getpid()),  # see module docstring
                 close_fds=True,
+                pass_fds=(status_w,),
             )
         except BaseException:
-            os.close(read_fd)
+            for fd in (output_r, status_r, release_w):
+                os.close(fd)
             raise
         finally:
-            os.close(write_fd)
-        os.set_blocking(read_fd, False)
-        return cls(popen, read_fd, log_ring, mark)
+            for fd in (output_w, status_w, release_r):
+                os.close(fd)
+        status = _Status(status_r)
+        try:
+            pid = status.read_start(argv[0] if argv else "")
+        except BaseException:
+            _abandon(keeper, (output_r, status_r, release_w))
+            raise
+        os.set_blocking(output_r, False)
+        os.set_blocking(status_r, False)
+        return cls(keeper, pid, _Fds(output_r, status, release_w), log_ring, mark)
 
     def signal_group(self, sig: int) -> bool:
         """Send `sig` to the whole process group; False when nothing was left to signal."""
@@ -222,8 +326,7 @@ class UpstreamProcess:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._pump, pumped)
-                await anyio.wait_readable(self._pidfd)
-                self.returncode = self._popen.wait()
+                self.returncode = await self._wait_exit()
                 await self._clear_group()
                 self.exited.set()
                 with anyio.move_on_after(PIPE_DRAIN_SECONDS):
@@ -247,7 +350,11 @@ class UpstreamProcess:
             with anyio.move_on_after(max(0.0, self._grace_until - anyio.current_time())):
                 await wait_group_gone(self.pgid)
         self.signal_group(signal.SIGKILL)
-        leftovers = set(self._tree) | set(marked(self._mark) if self._mark else ())
+        leftovers = set(self._tree) | {
+            (pid, started)
+            for pid, started in (marked(self._mark) if self._mark else ())
+            if pid != self.keeper_pid
+        }
         escaped = sorted(pid for pid, started in leftovers if kill_if_same(pid, started))
         if escaped:
             log.warning("pid %d: killed %s, which had left its process group", self.pid, escaped)
@@ -308,19 +415,79 @@ class UpstreamProcess:
                 self._log.append(line)
             done.set()
 
+    async def _wait_exit(self) -> int:
+        """The command's exit code, as its keeper reports it.
+
+        Should the keeper die first (killed by someone), the command is killed and
+        reported as killed: without its keeper nothing would reap its orphans.
+        """
+        while True:
+            line = await self._status.line()
+            if line is None:
+                log.warning(
+                    "pid %d: its keeper (pid %d) exited with code %s first: SIGKILL",
+                    self.pid,
+                    self.keeper_pid,
+                    self._keeper.poll(),
+                )
+                self.signal_group(signal.SIGKILL)
+                with anyio.move_on_after(GROUP_EXIT_SECONDS):
+                    await wait_gone(self.pid)
+                return -signal.SIGKILL
+            word, _, value = line.partition(" ")
+            if word == "exit":
+                return int(value)
+
     async def _kill_and_reap(self) -> None:
         """Make sure nothing of ours survives this object, even on cancellation."""
         if self.returncode is None:
             self.signal_group(signal.SIGKILL)
             with anyio.move_on_after(REAP_AFTER_KILL_SECONDS):
-                await anyio.wait_readable(self._pidfd)
-            self.returncode = self._popen.poll()
+                self.returncode = await self._wait_exit()
             if self.returncode is None:
                 self.returncode = -signal.SIGKILL
             self.exited.set()
+        await self._release_keeper()
+
+    async def _release_keeper(self) -> None:
+        """Tell the keeper we are done (it kills whatever is left at once), then reap it."""
+        if self._release_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._release_fd, b"release")
+            os.close(self._release_fd)
+            self._release_fd = -1
+        with anyio.move_on_after(REAP_AFTER_KILL_SECONDS):
+            await anyio.wait_readable(self._keeper_fd)
+        if self._keeper.poll() is None:
+            log.warning("keeper pid %d did not exit when released: SIGKILL", self.keeper_pid)
+            self._keeper.kill()
+            with anyio.move_on_after(REAP_AFTER_KILL_SECONDS):
+                await anyio.wait_readable(self._keeper_fd)
+            self._keeper.poll()
 
     def _close_fds(self) -> None:
-        for fd in (self._output_fd, self._pidfd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._output_fd = self._pidfd = -1
+        for fd in (self._output_fd, self._status.fd, self._release_fd, self._keeper_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._output_fd = self._status.fd = self._release_fd = self._keeper_fd = -1
+
+
+@dataclass(frozen=True)
+class _Fds:
+    """Our ends of the keeper's pipes."""
+
+    output: int  # the command's merged stdout/stderr
+    status: _Status  # the keeper's reports
+    release: int  # the keeper's stdin
+
+
+def _abandon(keeper: subprocess.Popen[bytes], fds: Sequence[int]) -> None:
+    """A keeper that could not start its command: close our ends and reap it."""
+    for fd in fds:
+        os.close(fd)
+    try:
+        keeper.wait(KEEPER_START_SECONDS)
+    except subprocess.TimeoutExpired:
+        keeper.kill()
+        keeper.wait()

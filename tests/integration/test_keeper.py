@@ -1,0 +1,210 @@
+"""The keeper between llamaswap and each upstream: transparent while llamaswap lives,
+merciless to the upstream's whole tree once llamaswap is gone."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+
+from llamaswap.runtime import keeper
+from llamaswap.runtime.logs import LogRing
+from llamaswap.runtime.spawn import (
+    MARK_VARIABLE,
+    PIPE_DRAIN_SECONDS,
+    UpstreamProcess,
+    keeper_command,
+)
+
+from .helpers import kill_quietly, pid_alive
+
+pytestmark = pytest.mark.anyio
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().rstrip("\0").split("\0")
+    except OSError:  # gone
+        return []
+
+
+def marked(mark: str) -> list[int]:
+    needle = f"\0{MARK_VARIABLE}={mark}\0".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and needle in b"\0" + (entry / "environ").read_bytes() + b"\0":
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return [pid for pid in found if pid_alive(pid)]
+
+
+def wait_until(predicate: object, timeout: float) -> bool:
+    """Poll other processes (no event crosses the process boundary)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.02)
+    return bool(predicate())  # type: ignore[operator]
+
+
+@asynccontextmanager
+async def kept(argv: Sequence[str]) -> AsyncIterator[tuple[UpstreamProcess, anyio.Event]]:
+    """A spawned upstream under supervision, and an event set when `supervise()` has
+    returned. Whatever is still running at the end is killed (its cancellation path)."""
+    upstream = UpstreamProcess.spawn(argv, dict(os.environ), LogRing("t"))
+    supervised = anyio.Event()
+
+    async def supervise() -> None:
+        await upstream.supervise()
+        supervised.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(supervise)
+        try:
+            yield upstream, supervised
+        finally:
+            tg.cancel_scope.cancel()
+
+
+async def test_pid_output_and_exit_code_are_the_commands() -> None:
+    async with kept(["sh", "-c", "echo pid=$$; exit 3"]) as (upstream, supervised):
+        started = time.monotonic()
+        with anyio.fail_after(5):
+            await supervised.wait()
+    assert upstream.pid != upstream.keeper_pid
+    assert upstream.returncode == 3
+    assert f"pid={upstream.pid}" in upstream._log.lines()
+    # The keeper does not hold the output pipe: no wait for PIPE_DRAIN_SECONDS.
+    assert time.monotonic() - started < PIPE_DRAIN_SECONDS
+    assert not pid_alive(upstream.keeper_pid)
+
+
+async def test_death_by_signal_is_reported_as_a_negative_code() -> None:
+    async with kept(["sh", "-c", "kill -TERM $$"]) as (upstream, _):
+        with anyio.fail_after(5):
+            await upstream.exited.wait()
+    assert upstream.returncode == -signal.SIGTERM
+
+
+async def test_the_command_line_shows_the_upstream_once() -> None:
+    """`pgrep -f`, `ps` and a cmdStop matching command lines must not hit the keeper."""
+    async with kept(["sleep", "37.5"]) as (upstream, _):
+        # The keeper learns the pid (vfork semantics) a moment before the kernel has
+        # set up the new program's arguments.
+        assert wait_until(lambda: cmdline(upstream.pid) == ["sleep", "37.5"], 5)
+        assert "37.5" not in cmdline(upstream.keeper_pid)
+        assert parent_of(upstream.pid) == upstream.keeper_pid
+    assert not pid_alive(upstream.pid)
+
+
+async def test_a_command_that_cannot_run_raises_like_popen() -> None:
+    with pytest.raises(FileNotFoundError) as failure:
+        UpstreamProcess.spawn(["/nonexistent/server", "--port", "1"], {}, LogRing("t"))
+    assert failure.value.errno == errno.ENOENT
+    assert failure.value.filename == "/nonexistent/server"
+
+
+async def test_a_long_command_line_is_passed_whole() -> None:
+    args = ["x" * 100_000] * 3  # more than a pipe holds by default (64 KiB)
+    async with kept(["sh", "-c", 'echo "$#:${#3}"; exit 4', "sh", *args]) as (upstream, _):
+        with anyio.fail_after(5):
+            await upstream.exited.wait()
+    assert upstream.returncode == 4
+    assert "3:100000" in upstream._log.lines()
+
+
+async def test_orphans_are_reparented_to_the_keeper_and_die_with_the_stop() -> None:
+    script = "(sleep 61 &); echo ready; exec sleep 60"
+    async with kept(["sh", "-c", script]) as (upstream, _):
+        orphans: list[int] = []
+
+        def find() -> bool:
+            orphans[:] = [p for p in marked(upstream._mark) if cmdline(p)[:2] == ["sleep", "61"]]
+            return bool(orphans)
+
+        assert wait_until(find, 5)
+        assert parent_of(orphans[0]) == upstream.keeper_pid
+        with anyio.fail_after(10):
+            await upstream.terminate(2.0, None, {})
+        assert not pid_alive(orphans[0])
+    assert marked(upstream._mark) == []
+
+
+async def test_a_killed_keeper_takes_the_command_with_it() -> None:
+    async with kept(["sleep", "60"]) as (upstream, _):
+        os.kill(upstream.keeper_pid, signal.SIGKILL)
+        with anyio.fail_after(5):
+            await upstream.exited.wait()
+        assert upstream.returncode == -signal.SIGKILL
+        assert wait_until(lambda: not pid_alive(upstream.pid), 5)
+
+
+# --- the keeper on its own, as llamaswap's sudden death leaves it -------------------------
+
+
+@contextmanager
+def bare_keeper(argv: Sequence[str], mark: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """The keeper started by hand (stdin a pipe we hold): (keeper, the command's pid)."""
+    status_r, status_w = os.pipe()
+    process = subprocess.Popen(
+        keeper_command(status_w),
+        stdin=subprocess.PIPE,
+        pass_fds=(status_w,),
+        env={**os.environ, MARK_VARIABLE: mark},
+        start_new_session=True,
+    )
+    os.close(status_w)
+    try:
+        assert process.stdin is not None
+        payload = b"\0".join(arg.encode() for arg in argv)
+        process.stdin.write(str(len(payload)).encode() + b"\n" + payload)
+        process.stdin.flush()
+        with os.fdopen(status_r, "rb") as status:
+            word, _, pid = status.readline().decode().partition(" ")
+            assert word == "pid"
+            yield process, int(pid)
+    finally:
+        for pid in [process.pid, *marked(mark)]:
+            kill_quietly(pid)
+        process.wait(5)
+
+
+TREE = (
+    "trap '' TERM; "  # this shell ignores SIGTERM: only SIGKILL ends it
+    "bash -c 'sleep 1001; true' & "  # not exec'd: the sleep is a grandchild
+    "(setsid sleep 1002 &); "  # a daemon: left the session, orphaned to the keeper
+    "echo ready; wait"
+)
+
+
+@pytest.mark.parametrize("how", ["stdin closed", "death signal"])
+def test_a_keeper_whose_llamaswap_is_gone_kills_the_whole_tree(how: str) -> None:
+    mark = f"keeper-test-{os.getpid()}-{how.replace(' ', '-')}"
+    with bare_keeper(["sh", "-c", TREE], mark) as (process, command):
+        assert wait_until(lambda: len(marked(mark)) >= 5, 5), marked(mark)
+        assert process.stdin is not None
+        started = time.monotonic()
+        if how == "stdin closed":
+            process.stdin.close()
+        else:
+            process.send_signal(signal.SIGTERM)  # what PR_SET_PDEATHSIG delivers
+        assert process.wait(5) == 0
+        assert marked(mark) == []
+        assert not pid_alive(command)
+        # SIGTERM, then SIGKILL after the grace for the shell that ignores it.
+        assert time.monotonic() - started < 1.0 + keeper.KILL_ROUNDS_SECONDS
