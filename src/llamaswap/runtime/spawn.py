@@ -302,6 +302,21 @@ class UpstreamProcess:
         os.set_blocking(status_r, False)
         return cls(keeper, pid, _Fds(output_r, status, release_w), log_ring, mark)
 
+    @property
+    def log_source(self) -> str:
+        return self._log.source
+
+    def processes(self) -> set[int]:
+        """Every live process of this upstream: the command, the keeper's subtree (where
+        orphans go), and whatever carries the mark."""
+        found = {self.pid, *(pid for pid, _ in descendants(self.keeper_pid))}
+        return found | {pid for pid, _ in marked(self._mark)} if self._mark else found
+
+    def abort(self, reason: str) -> None:
+        """Kill the upstream now, with `reason` as the last line of its log."""
+        self._log.append(reason)
+        self.signal_group(signal.SIGKILL)
+
     def signal_group(self, sig: int) -> bool:
         """Send `sig` to the whole process group; False when nothing was left to signal."""
         try:
