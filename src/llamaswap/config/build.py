@@ -19,6 +19,7 @@ from llamaswap.config.namespace import (
     check_peer_namespace,
     resolve_preload,
 )
+from llamaswap.config.ports import warn_shared_ports
 from llamaswap.config.routing import build_routing
 from llamaswap.config.schema import RawModel, RawTop, Section, decode, warn_unknown_keys
 
@@ -157,7 +158,7 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
     session_headers = _session_headers(raw.ui.activity.session_id)
 
     problems.raise_if_any()
-    return Config(
+    config = Config(
         health_check_timeout=health_check_timeout,
         log_level=log_level,
         log_time_format=log_time_format,
@@ -185,6 +186,11 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
         warnings=[str(w) for w in problems.sorted_warnings()],
         sources=sources,
     )
+    warned = len(problems.warnings)
+    warn_shared_ports(config, problems)  # needs the finished config's routing policy
+    if len(problems.warnings) == warned:
+        return config
+    return config.model_copy(update={"warnings": [str(w) for w in problems.sorted_warnings()]})
 
 
 def _ignore_paths(patterns: list[str], problems: Problems) -> list[str]:
