@@ -7,6 +7,7 @@ import errno
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -15,7 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from llamaswap.runtime import keeper
+from llamaswap.runtime import keeper, spawn
 from llamaswap.runtime.logs import LogRing
 from llamaswap.runtime.spawn import (
     MARK_VARIABLE,
@@ -117,6 +118,25 @@ async def test_a_command_that_cannot_run_raises_like_popen() -> None:
         UpstreamProcess.spawn(["/nonexistent/server", "--port", "1"], {}, LogRing("t"))
     assert failure.value.errno == errno.ENOENT
     assert failure.value.filename == "/nonexistent/server"
+
+
+def test_a_broken_keeper_is_a_failed_start_with_its_output_in_the_log(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(spawn, "KEEPER", "import sys; print('keeper broke'); sys.exit(3)")
+    ring = LogRing("m")
+    with pytest.raises(OSError, match="the keeper exited before starting the command"):
+        UpstreamProcess.spawn(["sleep", "60"], {}, ring)
+    assert ring.lines() == ["keeper broke"]
+
+
+def test_a_missing_interpreter_is_named_as_such(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    with pytest.raises(FileNotFoundError) as failure:
+        UpstreamProcess.spawn(["sleep", "60"], {}, LogRing("m"))
+    assert failure.value.strerror == (
+        "cannot start the keeper (/nonexistent/python3): No such file or directory"
+    )
 
 
 async def test_a_long_command_line_is_passed_whole() -> None:

@@ -165,7 +165,10 @@ def _send_command(fd: int, argv: Sequence[str]) -> None:
     payload = b"\0".join(os.fsencode(arg) for arg in argv)
     message = str(len(payload)).encode() + b"\n" + payload
     if len(message) > fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ):
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, len(message))  # OSError if over pipe-max-size
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, len(message))
+        except OSError:  # over /proc/sys/fs/pipe-max-size
+            raise OSError(errno.E2BIG, f"command line too long ({len(payload)} bytes)") from None
     os.write(fd, message)
 
 
@@ -197,9 +200,9 @@ def merged_environment(extra: Sequence[str]) -> dict[str, str]:
 class _Status:
     """The keeper's status pipe: one `word value` line at a time."""
 
-    def __init__(self, fd: int, pending: bytes = b"") -> None:
+    def __init__(self, fd: int) -> None:
         self.fd = fd
-        self._pending = pending
+        self._pending = b""
 
     def read_start(self, command: str) -> int:
         """Block until the keeper reports the command's pid; raise OSError if it failed.
@@ -274,17 +277,7 @@ class UpstreamProcess:
         release_r, release_w = os.pipe()  # the keeper's stdin: EOF when we are gone
         try:
             _send_command(release_w, argv)
-            keeper = subprocess.Popen(
-                keeper_command(status_w),
-                stdin=release_r,
-                stdout=output_w,
-                stderr=output_w,
-                env={**env, MARK_VARIABLE: mark},
-                start_new_session=True,
-                preexec_fn=_keeper_preexec(os.getpid()),  # see module docstring
-                close_fds=True,
-                pass_fds=(status_w,),
-            )
+            keeper = _start_keeper(status_w, release_r, output_w, {**env, MARK_VARIABLE: mark})
         except BaseException:
             for fd in (output_r, status_r, release_w):
                 os.close(fd)
@@ -296,7 +289,7 @@ class UpstreamProcess:
         try:
             pid = status.read_start(argv[0] if argv else "")
         except BaseException:
-            _abandon(keeper, (output_r, status_r, release_w))
+            _abandon(keeper, log_ring, output_r, (status_r, release_w))
             raise
         os.set_blocking(output_r, False)
         os.set_blocking(status_r, False)
@@ -497,12 +490,42 @@ class _Fds:
     release: int  # the keeper's stdin
 
 
-def _abandon(keeper: subprocess.Popen[bytes], fds: Sequence[int]) -> None:
-    """A keeper that could not start its command: close our ends and reap it."""
-    for fd in fds:
+def _start_keeper(
+    status_w: int, release_r: int, output_w: int, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(
+            keeper_command(status_w),
+            stdin=release_r,
+            stdout=output_w,
+            stderr=output_w,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_keeper_preexec(os.getpid()),  # see module docstring
+            close_fds=True,
+            pass_fds=(status_w,),
+        )
+    except OSError as exc:  # say it is the interpreter, not the model's command
+        reason = f"cannot start the keeper ({sys.executable}): {exc.strerror or exc}"
+        raise OSError(exc.errno, reason) from exc
+
+
+def _abandon(
+    keeper: subprocess.Popen[bytes], log_ring: LogRing, output_fd: int, fds: Sequence[int]
+) -> None:
+    """A keeper that did not start its command: keep what it printed (a traceback, if
+    it broke) in the model's log, close our ends (EOF: it exits) and reap it."""
+    os.set_blocking(output_fd, False)
+    splitter = LineSplitter()
+    with contextlib.suppress(OSError):
+        for line in splitter.feed(os.read(output_fd, 65536)):
+            log_ring.append(line)
+    for line in splitter.flush():
+        log_ring.append(line)
+    for fd in (output_fd, *fds):
         os.close(fd)
     try:
-        keeper.wait(KEEPER_START_SECONDS)
+        keeper.wait(1.0)
     except subprocess.TimeoutExpired:
         keeper.kill()
         keeper.wait()
