@@ -3,7 +3,10 @@
 Two models with one fixed port, or a leftover server on it, would answer a health check
 for the model being started: llamaswap would then call another process's 200 "ready"
 and send the model's requests to it. So for a proxy on this machine (127.0.0.0/8,
-localhost, ::1, 0.0.0.0, ::) the listening TCP sockets are read from /proc/net/tcp and
+localhost, ::1, 0.0.0.0, ::) a connection attempt first asks whether anything listens
+there at all (a fraction of a millisecond; reading /proc/net/tcp costs milliseconds
+even when it is empty, since the kernel walks its whole connection table). Only if
+something answers are the listening TCP sockets read from /proc/net/tcp and
 /proc/net/tcp6 (this network namespace), and their holders from /proc/<pid>/fd where
 this user may look. Only sockets that would take the proxy's connections count: the
 proxy's own address, its family's wildcard, or `::` (dual-stack).
@@ -14,6 +17,8 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import select
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +33,7 @@ IPV4_ANY = ipaddress.IPv4Address("0.0.0.0")
 IPV6_ANY = ipaddress.IPv6Address("::")
 _NAMED = {"localhost": (IPV4_LOOPBACK, IPV6_LOOPBACK)}
 TABLES = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
+CONNECT_SECONDS = 0.05  # loopback answers at once; a full backlog still means a listener
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,26 @@ def local_endpoint(url: str) -> Endpoint | None:
     if not address.is_loopback:
         return None
     return Endpoint(host, port, (address,))
+
+
+def answers(endpoint: Endpoint) -> bool:
+    """Does anything accept TCP connections where `endpoint` connects?"""
+    for address in endpoint.addresses:
+        family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+        try:
+            probe = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:  # no IPv6 in this kernel
+            continue
+        with probe:
+            probe.setblocking(False)
+            error = probe.connect_ex((str(address), endpoint.port))
+            if error == errno.EINPROGRESS:
+                if not select.select([], [probe], [], CONNECT_SECONDS)[1]:
+                    return True  # no answer yet: a listener with a full backlog
+                error = probe.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error == 0:
+                return True
+    return False  # refused, or no such address here (no IPv6)
 
 
 def _parse_address(text: str) -> tuple[IPAddress, int]:
@@ -152,10 +178,10 @@ def foreign_listener(url: str, ours: Callable[[], Iterable[int]] = tuple) -> Por
     """Why `url`'s port is taken by a process other than `ours()` (asked only when
     something listens), or None when it is free, held by one of ours, or not local."""
     endpoint = local_endpoint(url)
-    if endpoint is None:
+    if endpoint is None or not answers(endpoint):
         return None
     inodes = listening_inodes(endpoint)
-    if not inodes:
+    if not inodes:  # closed meanwhile
         return None
     for pid in ours():
         if not inodes:

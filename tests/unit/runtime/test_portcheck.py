@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,12 @@ import pytest
 from llamaswap.runtime.portcheck import (
     Endpoint,
     PortInUse,
+    answers,
     foreign_listener,
     listening_inodes,
     local_endpoint,
 )
+from llamaswap.testing.ports import free_port
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address
@@ -105,3 +108,12 @@ def test_the_error_names_port_holder_and_reason() -> None:
         "its health check would answer for this model"
     )
     assert "a process this user cannot inspect" in str(PortInUse(endpoint, []))
+
+
+def test_answers_asks_whether_anything_listens() -> None:
+    port = free_port()
+    assert not answers(Endpoint("127.0.0.1", port, (V4("127.0.0.1"),)))
+    with socket.create_server(("127.0.0.1", port)):
+        assert answers(Endpoint("127.0.0.1", port, (V4("127.0.0.1"),)))
+        assert answers(Endpoint("localhost", port, (V6("::1"), V4("127.0.0.1"))))
+        assert not answers(Endpoint("::1", port, (V6("::1"),)))
