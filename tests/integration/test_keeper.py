@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -16,14 +17,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from llamaswap.runtime import keeper, spawn
+from llamaswap.runtime import keeper, keepers
+from llamaswap.runtime.keepers import keeper_command
 from llamaswap.runtime.logs import LogRing
-from llamaswap.runtime.spawn import (
-    MARK_VARIABLE,
-    PIPE_DRAIN_SECONDS,
-    UpstreamProcess,
-    keeper_command,
-)
+from llamaswap.runtime.spawn import MARK_VARIABLE, PIPE_DRAIN_SECONDS, UpstreamProcess
 
 from .helpers import kill_quietly, pid_alive
 
@@ -120,16 +117,26 @@ async def test_a_command_that_cannot_run_raises_like_popen() -> None:
     assert failure.value.filename == "/nonexistent/server"
 
 
+@pytest.fixture
+def no_spare() -> Iterator[None]:
+    """No keeper started ahead, before and after: for tests that break how they start."""
+    keepers.discard_spare()
+    yield
+    keepers.discard_spare()
+
+
+@pytest.mark.usefixtures("no_spare")
 def test_a_broken_keeper_is_a_failed_start_with_its_output_in_the_log(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(spawn, "KEEPER", "import sys; print('keeper broke'); sys.exit(3)")
+    monkeypatch.setattr(keepers, "KEEPER", "import sys; print('keeper broke'); sys.exit(3)")
     ring = LogRing("m")
     with pytest.raises(OSError, match="the keeper exited before starting the command"):
         UpstreamProcess.spawn(["sleep", "60"], {}, ring)
     assert ring.lines() == ["keeper broke"]
 
 
+@pytest.mark.usefixtures("no_spare")
 def test_a_missing_interpreter_is_named_as_such(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
     with pytest.raises(FileNotFoundError) as failure:
@@ -185,14 +192,16 @@ def bare_keeper(argv: Sequence[str], mark: str) -> Iterator[tuple[subprocess.Pop
         keeper_command(status_w),
         stdin=subprocess.PIPE,
         pass_fds=(status_w,),
-        env={**os.environ, MARK_VARIABLE: mark},
         start_new_session=True,
     )
     os.close(status_w)
     try:
         assert process.stdin is not None
-        payload = b"\0".join(arg.encode() for arg in argv)
-        process.stdin.write(str(len(payload)).encode() + b"\n" + payload)
+        args = b"\0".join(arg.encode() for arg in argv)
+        env = b"\0".join(
+            f"{k}={v}".encode() for k, v in {**os.environ, MARK_VARIABLE: mark}.items()
+        )
+        process.stdin.write(f"{len(args)} {len(env)}\n".encode() + args + env)
         process.stdin.flush()
         with os.fdopen(status_r, "rb") as status:
             word, _, pid = status.readline().decode().partition(" ")
@@ -216,7 +225,7 @@ TREE = (
 def test_a_keeper_whose_llamaswap_is_gone_kills_the_whole_tree(how: str) -> None:
     mark = f"keeper-test-{os.getpid()}-{how.replace(' ', '-')}"
     with bare_keeper(["sh", "-c", TREE], mark) as (process, command):
-        assert wait_until(lambda: len(marked(mark)) >= 5, 5), marked(mark)
+        assert wait_until(lambda: len(marked(mark)) >= 4, 5), marked(mark)  # sh, bash, 2 sleeps
         assert process.stdin is not None
         started = time.monotonic()
         if how == "stdin closed":
@@ -228,3 +237,47 @@ def test_a_keeper_whose_llamaswap_is_gone_kills_the_whole_tree(how: str) -> None
         assert not pid_alive(command)
         # SIGTERM, then SIGKILL after the grace for the shell that ignores it.
         assert time.monotonic() - started < 1.0 + keeper.KILL_ROUNDS_SECONDS
+
+
+# --- the spare keeper, started ahead of time --------------------------------------------
+
+
+@pytest.mark.usefixtures("no_spare")
+async def test_the_next_start_uses_the_keeper_started_ahead() -> None:
+    async with kept(["sleep", "60"]) as (first, _):
+        spare = keepers._spare
+        assert spare is not None and spare.pid != first.keeper_pid
+        async with kept(["sleep", "61"]) as (second, _):
+            assert second.keeper_pid == spare.pid
+            assert keepers._spare is not None and keepers._spare.pid != spare.pid
+
+
+@pytest.mark.usefixtures("no_spare")
+async def test_a_spare_from_another_thread_or_a_dead_one_is_not_used() -> None:
+    thread = threading.Thread(target=keepers._refill)  # a thread that then exits
+    thread.start()
+    thread.join()
+    from_thread = keepers._spare
+    assert from_thread is not None
+    async with kept(["sleep", "60"]) as (upstream, _):
+        assert upstream.keeper_pid != from_thread.pid
+        assert from_thread.popen.poll() is not None  # ended and reaped
+        spare = keepers._spare
+        assert spare is not None
+        os.kill(spare.pid, signal.SIGKILL)
+        async with kept(["sh", "-c", "exit 5"]) as (after_kill, supervised):
+            with anyio.fail_after(5):
+                await supervised.wait()
+        assert after_kill.keeper_pid != spare.pid and after_kill.returncode == 5
+
+
+async def test_the_command_is_looked_up_on_the_models_path(tmp_path: Path) -> None:
+    """As with Popen(env=...): a spare keeper was started with llamaswap's PATH."""
+    tool = tmp_path / "only-here"
+    tool.write_text("#!/bin/sh\nexit 7\n")
+    tool.chmod(0o755)
+    ring = LogRing("m")
+    upstream = UpstreamProcess.spawn(["only-here"], {"PATH": str(tmp_path)}, ring)
+    assert await upstream.supervise() == 7
+    with pytest.raises(FileNotFoundError):
+        UpstreamProcess.spawn(["sleep", "1"], {"PATH": str(tmp_path)}, ring)

@@ -15,7 +15,6 @@ import socket
 import time
 from pathlib import Path
 
-from llamaswap.runtime.spawn import MARK_VARIABLE
 from llamaswap.testing import upstream_command
 from llamaswap.testing.ports import free_port_block
 
@@ -23,17 +22,19 @@ from .helpers import kill_quietly
 from .test_run_command import llamaswap, post_json, up, wait_for
 
 GONE_WITHIN_SECONDS = 5.0
+RUN_VARIABLE = "LLAMASWAP_TEST_NO_ORPHANS"
 
 
-def started_by(server_pid: int) -> list[int]:
-    """Live processes whose environment carries a mark of this llamaswap's upstreams."""
-    needle = f"\0{MARK_VARIABLE}={server_pid}-".encode()
+def started_by(token: str) -> list[int]:
+    """Live processes that inherited this test's variable: whatever the llamaswap started
+    with it started (keepers, the spare keeper, upstreams and all their children)."""
+    needle = f"\0{RUN_VARIABLE}={token}\0".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if needle in b"\0" + (entry / "environ").read_bytes():
+            if needle in b"\0" + (entry / "environ").read_bytes() + b"\0":
                 state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
                 if state != "Z":
                     found.append(int(entry.name))
@@ -76,24 +77,24 @@ def test_sigkill_of_llamaswap_leaves_no_process_it_started(tmp_path: Path) -> No
     config = config_for(tmp_path, ports)
     listen = free_port_block(1)
     url = f"http://127.0.0.1:{listen}"
-    server_pid = 0
+    token = f"{os.getpid()}-{time.monotonic_ns()}"
+    listen_at = ("--listen", f"127.0.0.1:{listen}")
     try:
-        with llamaswap("--config", str(config), "--listen", f"127.0.0.1:{listen}") as process:
-            server_pid = process.pid
+        with llamaswap("--config", str(config), *listen_at, env={RUN_VARIABLE: token}) as server:
             wait_for(lambda: up(url))
             for model in ("bash-wrapped", "script", "daemon"):
                 assert post_json(url + f"/api/models/load/{model}", {})[0] == 200, model
             assert all(listening(port) for port in ports)
-            assert len(started_by(server_pid)) >= 3
-            os.kill(server_pid, signal.SIGKILL)
-            process.wait(5)
+            assert len(started_by(token)) >= 1 + 3 * 2  # llamaswap, 3 keepers and servers
+            os.kill(server.pid, signal.SIGKILL)
+            server.wait(5)
             deadline = time.monotonic() + GONE_WITHIN_SECONDS
             while time.monotonic() < deadline and (
-                started_by(server_pid) or any(listening(port) for port in ports)
+                started_by(token) or any(listening(port) for port in ports)
             ):
                 time.sleep(0.05)  # other processes: no event to await
-            assert started_by(server_pid) == []
+            assert started_by(token) == []
             assert not any(listening(port) for port in ports)
     finally:
-        for pid in started_by(server_pid) if server_pid else []:
+        for pid in started_by(token):
             kill_quietly(pid)

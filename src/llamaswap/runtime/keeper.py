@@ -17,12 +17,15 @@ directory on sys.path, so neither site nor llamaswap is imported: this module us
 standard library only, and neither `typing` nor `signal`, whose imports would cost more
 than the rest together. `python keeper.py STATUS_FD GRACE` works too.
 
-The command comes on stdin, not in argv, so `ps`, `pgrep -f` and a `cmdStop` that
-matches command lines see the upstream once, not twice: a decimal byte count and a
-newline, then the arguments separated by NUL bytes. After that, stdin tells the keeper
-llamaswap's will: any byte means "release" (llamaswap has cleaned up after the upstream
-itself; kill whatever is left at once and exit), EOF means llamaswap is gone (terminate
-everything gracefully and exit).
+The command and its environment come on stdin, not in argv: `ps`, `pgrep -f` and a
+`cmdStop` that matches command lines see the upstream once, not twice, and llamaswap can
+start a keeper ahead of time, so a model's start does not wait for an interpreter (see
+`spawn.py`). The message: two decimal byte counts and a newline, then the arguments and
+then the `NAME=value` entries, each list separated by NUL bytes. After that, stdin tells
+the keeper llamaswap's will: any byte means "release" (llamaswap has cleaned up after the
+upstream itself; kill whatever is left at once and exit), EOF means llamaswap is gone
+(terminate everything gracefully and exit). Until its command comes, the keeper holds
+nothing: a signal or EOF simply ends it.
 
 On STATUS_FD, one line each: `pid N` once the command runs, or `error ERRNO` when it
 could not be executed; `exit CODE` when it ended (negative: killed by that signal, as
@@ -102,12 +105,12 @@ def _signal_all(pids: set[int], sig: int) -> None:
 class Keeper:
     """Runs the command, reports it, reaps orphans, tears the tree down when told."""
 
-    def __init__(self, status_fd: int, grace: float) -> None:
+    def __init__(self, status_fd: int, grace: float, mark: str) -> None:
         self.status_fd = status_fd
         self.grace = grace
         self.child = 0
         self.reported = False
-        self.mark = os.environ.get(MARK_VARIABLE, "")
+        self.mark = mark
         self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         _signal.set_wakeup_fd(wake_w)
         for sig in (_signal.SIGCHLD, *TEARDOWN_SIGNALS):
@@ -119,12 +122,17 @@ class Keeper:
         except OSError:  # llamaswap is gone: nobody listens
             pass
 
-    def start(self, argv: list[str]) -> bool:
+    def start(self, argv: list[str], env: dict[str, str]) -> bool:
+        # posix_spawnp searches our own PATH: make it the command's, as Popen(env=) does.
+        if "PATH" in env:
+            os.environ["PATH"] = env["PATH"]
+        else:
+            os.environ.pop("PATH", None)
         try:
             self.child = os.posix_spawnp(
                 argv[0],
                 argv,
-                os.environ,
+                env,
                 file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
                 setsid=True,
                 setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ),  # Python ignores these
@@ -215,12 +223,19 @@ def _read_exactly(size: int) -> bytes:
     return data
 
 
-def read_command() -> list[str]:
-    """The command from stdin (see the module docstring). EOFError if llamaswap is gone."""
+def read_command() -> tuple[list[str], dict[str, str]]:
+    """The command and its environment from stdin (see the module docstring).
+    EOFError if llamaswap is gone."""
     header = b""
     while not header.endswith(b"\n"):
         header += _read_exactly(1)
-    return [os.fsdecode(arg) for arg in _read_exactly(int(header)).split(b"\0")]
+    argv_size, env_size = (int(size) for size in header.split())
+    argv = [os.fsdecode(arg) for arg in _read_exactly(argv_size).split(b"\0")]
+    env: dict[str, str] = {}
+    for entry in _read_exactly(env_size).split(b"\0") if env_size else []:
+        name, _, value = os.fsdecode(entry).partition("=")
+        env[name] = value
+    return argv, env
 
 
 def main(args: list[str]) -> int:
@@ -230,11 +245,11 @@ def main(args: list[str]) -> int:
     status_fd, grace = int(args[0]), float(args[1])
     os.set_inheritable(status_fd, False)
     try:
-        argv = read_command()
+        argv, env = read_command()
     except EOFError:
         return 1
-    keeper = Keeper(status_fd, grace)
-    if not keeper.start(argv):
+    keeper = Keeper(status_fd, grace, env.get(MARK_VARIABLE, ""))
+    if not keeper.start(argv, env):
         return 127
     keeper.run()
     return 0

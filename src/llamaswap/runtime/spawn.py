@@ -2,18 +2,18 @@
 
 Why not `anyio.open_process`: it cannot set a parent-death signal, and when cancelled it
 kills only the direct child, never its process group. So each upstream is started through
-a keeper (`keeper.py`): a tiny process that llamaswap forks with `PR_SET_PDEATHSIG` and
-`PR_SET_CHILD_SUBREAPER`, and that starts the real command in its own session (process
-group id = pid). The kernel's death signal reaches only a direct child; the keeper is
-that child, and every orphan of the upstream's tree is reparented to it, so all of them
-die with llamaswap, even on `kill -9`.
+a keeper (`keeper.py`, started by `keepers.py`): a tiny process that llamaswap forks with
+`PR_SET_PDEATHSIG` and `PR_SET_CHILD_SUBREAPER`, and that starts the real command in its
+own session (process group id = pid). The kernel's death signal reaches only a direct
+child; the keeper is that child, and every orphan of the upstream's tree is reparented
+to it, so all of them die with llamaswap, even on `kill -9`.
 
 The keeper is transparent: `pid` and `pgid` are the real command's, signals and `cmdStop`
 go to it as before, its output pipe is read here in chunks from a non-blocking fd, and
-the keeper reports its exit code over a status pipe. Its exit is also awaited through a
-pidfd (no watcher thread), which works for a process that is not our child.
+its exit code comes over the keeper's status pipe. Processes are awaited through pidfds
+(no watcher thread), which also work for processes that are not our children.
 
-The fork happens on the event-loop thread on purpose: Linux sends the parent-death
+Keepers are forked on the event-loop thread on purpose: Linux sends the parent-death
 signal when the *thread* that forked the child exits, so forking from a short-lived
 worker thread would kill the upstream when that thread retires.
 
@@ -25,37 +25,20 @@ tree, but it still carries the mark (/proc/<pid>/environ), so it dies with its u
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
-import fcntl
 import itertools
 import logging
 import os
-import select
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 
 import anyio
 
+from .keeper import MARK_VARIABLE
+from .keepers import Keeper, launch
 from .logs import LineSplitter, LogRing
 
 log = logging.getLogger("llamaswap.process")
 
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
-# Imported (not run as a script) so its bytecode is cached; appended to sys.path, so
-# nothing in this directory can shadow the standard library.
-KEEPER = (
-    f"import sys; sys.path.append({str(Path(__file__).parent)!r}); "
-    "import keeper; sys.exit(keeper.main(sys.argv[1:]))"
-)
-KEEPER_GRACE_SECONDS = 1.0  # when llamaswap dies: SIGTERM to the tree, SIGKILL after this
-KEEPER_START_SECONDS = 10.0
 PIPE_DRAIN_SECONDS = 1.0
 REAP_AFTER_KILL_SECONDS = 5.0
 GROUP_EXIT_SECONDS = 2.0
@@ -102,7 +85,6 @@ def descendants(root: int) -> list[tuple[int, bytes]]:
     return found
 
 
-MARK_VARIABLE = "LLAMASWAP_UPSTREAM"
 _marks = itertools.count(1)
 
 
@@ -153,40 +135,6 @@ async def wait_group_gone(pgid: int) -> None:
         await wait_gone(pid)
 
 
-def keeper_command(status_fd: int) -> list[str]:
-    """The keeper, run isolated (-I: no PYTHON* variables from the model's env) and
-    without site (-S: faster; it needs the standard library only)."""
-    return [sys.executable, "-I", "-S", "-c", KEEPER, str(status_fd), f"{KEEPER_GRACE_SECONDS:g}"]
-
-
-def _send_command(fd: int, argv: Sequence[str]) -> None:
-    """Write the command into the keeper's (still empty) stdin pipe, growing the pipe
-    when the command would not fit, so this never blocks."""
-    payload = b"\0".join(os.fsencode(arg) for arg in argv)
-    message = str(len(payload)).encode() + b"\n" + payload
-    if len(message) > fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ):
-        try:
-            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, len(message))
-        except OSError:  # over /proc/sys/fs/pipe-max-size
-            raise OSError(errno.E2BIG, f"command line too long ({len(payload)} bytes)") from None
-    os.write(fd, message)
-
-
-def _keeper_preexec(parent_pid: int) -> Callable[[], None]:
-    """A preexec_fn for the keeper: it gets SIGTERM when this process dies, and becomes
-    the reaper of every orphan below it. Both settings survive its execve."""
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-    def setup() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        # If we died between fork() and prctl(), no signal will ever come: exit now.
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-    return setup
-
-
 def merged_environment(extra: Sequence[str]) -> dict[str, str]:
     """Our environment plus `NAME=value` entries (later entries win)."""
     env = dict(os.environ)
@@ -197,70 +145,19 @@ def merged_environment(extra: Sequence[str]) -> dict[str, str]:
     return env
 
 
-class _Status:
-    """The keeper's status pipe: one `word value` line at a time."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self._pending = b""
-
-    def read_start(self, command: str) -> int:
-        """Block until the keeper reports the command's pid; raise OSError if it failed.
-
-        Runs on the event loop: the keeper answers within its interpreter's start-up
-        (~10 ms), and the caller needs the pid (or the exec error) at once.
-        """
-        deadline = time.monotonic() + KEEPER_START_SECONDS
-        while b"\n" not in self._pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([self.fd], [], [], remaining)[0]:
-                raise OSError(errno.ETIMEDOUT, "the keeper did not start the command in time")
-            chunk = os.read(self.fd, 256)
-            if not chunk:
-                raise OSError(errno.ECHILD, "the keeper exited before starting the command")
-            self._pending += chunk
-        line, _, self._pending = self._pending.partition(b"\n")
-        word, _, value = line.decode().partition(" ")
-        if word == "error":
-            code = int(value)
-            raise OSError(code, os.strerror(code), command)
-        return int(value)
-
-    async def line(self) -> str | None:
-        """The next line, or None once the keeper has exited (end of the pipe)."""
-        while b"\n" not in self._pending:
-            await anyio.wait_readable(self.fd)
-            try:
-                chunk = os.read(self.fd, 256)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                return None
-            self._pending += chunk
-        line, _, self._pending = self._pending.partition(b"\n")
-        return line.decode()
-
-
 class UpstreamProcess:
     """One spawned upstream: its pid, its process group, its output, its exit."""
 
-    def __init__(
-        self,
-        keeper: subprocess.Popen[bytes],
-        pid: int,
-        fds: _Fds,
-        log_ring: LogRing,
-        mark: str = "",
-    ) -> None:
-        self._keeper = keeper
+    def __init__(self, keeper: Keeper, pid: int, log_ring: LogRing, mark: str = "") -> None:
+        self._keeper = keeper.popen
         self.keeper_pid = keeper.pid
         self._keeper_fd = os.pidfd_open(keeper.pid)  # our child: no pid reuse before wait()
         self._mark = mark
         self.pid = pid
         self.pgid = pid  # the keeper starts the command in a new session: a group leader
-        self._output_fd = fds.output
-        self._status = fds.status
-        self._release_fd = fds.release
+        self._output_fd = keeper.output_fd
+        self._status = keeper.status
+        self._release_fd = keeper.release_fd
         self._log = log_ring
         self.returncode: int | None = None
         self.exited = anyio.Event()
@@ -272,28 +169,10 @@ class UpstreamProcess:
         """Start `argv` in a new session, under a keeper. Raises OSError when it cannot be
         executed (as `subprocess.Popen` would)."""
         mark = new_mark()
-        output_r, output_w = os.pipe()
-        status_r, status_w = os.pipe()
-        release_r, release_w = os.pipe()  # the keeper's stdin: EOF when we are gone
-        try:
-            _send_command(release_w, argv)
-            keeper = _start_keeper(status_w, release_r, output_w, {**env, MARK_VARIABLE: mark})
-        except BaseException:
-            for fd in (output_r, status_r, release_w):
-                os.close(fd)
-            raise
-        finally:
-            for fd in (output_w, status_w, release_r):
-                os.close(fd)
-        status = _Status(status_r)
-        try:
-            pid = status.read_start(argv[0] if argv else "")
-        except BaseException:
-            _abandon(keeper, log_ring, output_r, (status_r, release_w))
-            raise
-        os.set_blocking(output_r, False)
-        os.set_blocking(status_r, False)
-        return cls(keeper, pid, _Fds(output_r, status, release_w), log_ring, mark)
+        keeper, pid = launch(argv, {**env, MARK_VARIABLE: mark}, mark, log_ring)
+        os.set_blocking(keeper.output_fd, False)
+        os.set_blocking(keeper.status.fd, False)
+        return cls(keeper, pid, log_ring, mark)
 
     @property
     def log_source(self) -> str:
@@ -479,53 +358,3 @@ class UpstreamProcess:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._output_fd = self._status.fd = self._release_fd = self._keeper_fd = -1
-
-
-@dataclass(frozen=True)
-class _Fds:
-    """Our ends of the keeper's pipes."""
-
-    output: int  # the command's merged stdout/stderr
-    status: _Status  # the keeper's reports
-    release: int  # the keeper's stdin
-
-
-def _start_keeper(
-    status_w: int, release_r: int, output_w: int, env: dict[str, str]
-) -> subprocess.Popen[bytes]:
-    try:
-        return subprocess.Popen(
-            keeper_command(status_w),
-            stdin=release_r,
-            stdout=output_w,
-            stderr=output_w,
-            env=env,
-            start_new_session=True,
-            preexec_fn=_keeper_preexec(os.getpid()),  # see module docstring
-            close_fds=True,
-            pass_fds=(status_w,),
-        )
-    except OSError as exc:  # say it is the interpreter, not the model's command
-        reason = f"cannot start the keeper ({sys.executable}): {exc.strerror or exc}"
-        raise OSError(exc.errno, reason) from exc
-
-
-def _abandon(
-    keeper: subprocess.Popen[bytes], log_ring: LogRing, output_fd: int, fds: Sequence[int]
-) -> None:
-    """A keeper that did not start its command: keep what it printed (a traceback, if
-    it broke) in the model's log, close our ends (EOF: it exits) and reap it."""
-    os.set_blocking(output_fd, False)
-    splitter = LineSplitter()
-    with contextlib.suppress(OSError):
-        for line in splitter.feed(os.read(output_fd, 65536)):
-            log_ring.append(line)
-    for line in splitter.flush():
-        log_ring.append(line)
-    for fd in (output_fd, *fds):
-        os.close(fd)
-    try:
-        keeper.wait(1.0)
-    except subprocess.TimeoutExpired:
-        keeper.kill()
-        keeper.wait()
