@@ -1,10 +1,12 @@
 """Starting keepers (`keeper.py`), with one always started ahead of time.
 
-Starting a keeper costs a fork of llamaswap (~4 ms) and an interpreter start-up (~8 ms).
-Paid when a model starts, that would delay every upstream and block the event loop as
-long. So a spare keeper waits, idle, for its command: a model's start hands the command
-to it (the command runs ~1 ms later) and then forks the next spare, which starts up
-while the model does. The first start of a process pays the whole cost once.
+Starting a keeper costs a fork of llamaswap (4-10 ms, more under load) and an
+interpreter start-up (~8 ms). Paid when a model starts, that would delay every upstream
+and block the event loop as long. So a spare keeper waits, idle, for its command: a
+model's start hands the command to it (the command runs ~1 ms later), and the next
+spare is forked a moment later (REFILL_DELAY_SECONDS), not competing with the command's
+own start-up. A start that finds no spare (the first one, or one right after another)
+pays the whole cost.
 
 The spare is forked with PR_SET_PDEATHSIG, which the kernel fires when the *thread*
 that forked it exits, so a spare is used only by the thread that forked it. An idle
@@ -13,6 +15,7 @@ spare holds nothing: llamaswap's death (the signal, or EOF on its stdin) just en
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import errno
@@ -45,6 +48,7 @@ KEEPER = (
 )
 GRACE_SECONDS = 1.0  # when llamaswap dies: SIGTERM to the tree, SIGKILL after this
 START_SECONDS = 10.0
+REFILL_DELAY_SECONDS = 0.1
 
 
 def keeper_command(status_fd: int) -> list[str]:
@@ -214,6 +218,17 @@ def _refill() -> None:
             log.debug("no spare keeper: %s", exc)
 
 
+def _refill_later() -> None:
+    """Fork the next spare soon, on this thread's event loop (it must be this thread);
+    without a running asyncio loop (uvloop is one), now."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        _refill()
+    else:
+        loop.call_later(REFILL_DELAY_SECONDS, _refill)
+
+
 def discard_spare() -> None:
     """End the spare keeper, if any (tests that change how keepers start)."""
     global _spare
@@ -239,7 +254,7 @@ def launch(
         keeper = Keeper.start()
         return keeper, _hand_over(keeper, argv, env, log_ring)
     finally:
-        _refill()
+        _refill_later()
 
 
 def _hand_over(
