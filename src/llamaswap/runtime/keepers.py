@@ -49,6 +49,7 @@ KEEPER = (
 GRACE_SECONDS = 1.0  # when llamaswap dies: SIGTERM to the tree, SIGKILL after this
 START_SECONDS = 10.0
 REFILL_DELAY_SECONDS = 0.1
+NO_PROCESS = -1  # a root for `subtree` that has no descendants
 
 
 def keeper_command(status_fd: int) -> list[str]:
@@ -250,7 +251,8 @@ def launch(
             if not spare:
                 raise
         # A spare that died meanwhile (killed, or its thread gone): once more, fresh.
-        _signal_all(subtree(keeper.pid, mark) if mark else set())
+        # Its pid may be reused by now: find what it started by the mark alone.
+        _signal_all(subtree(NO_PROCESS, mark) if mark else set())
         keeper = Keeper.start()
         return keeper, _hand_over(keeper, argv, env, log_ring)
     finally:
