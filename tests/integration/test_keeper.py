@@ -290,3 +290,19 @@ async def test_the_command_is_looked_up_on_the_models_path(tmp_path: Path) -> No
     assert await upstream.supervise() == 7
     with pytest.raises(FileNotFoundError):
         UpstreamProcess.spawn(["sleep", "1"], {"PATH": str(tmp_path)}, ring)
+
+
+@pytest.mark.usefixtures("no_spare")
+async def test_a_spare_lost_during_the_handover_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with monkeypatch.context() as patch:  # a spare alive when taken, gone once it reads
+        patch.setattr(keepers, "KEEPER", "import sys; sys.stdin.buffer.read(1); sys.exit(3)")
+        keepers._refill()
+    lost = keepers._spare
+    assert lost is not None
+    async with kept(["sh", "-c", "exit 6"]) as (upstream, supervised):
+        with anyio.fail_after(5):
+            await supervised.wait()
+    assert upstream.keeper_pid != lost.pid and upstream.returncode == 6
+    assert lost.popen.returncode == 3  # reaped
