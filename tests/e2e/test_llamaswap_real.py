@@ -146,7 +146,7 @@ async def test_default_policy_runs_one_model_at_a_time(
             servers = our_servers(models.directory)
             assert list(servers.values()) == [model], servers  # the previous one is gone
             (pid,) = servers
-            assert pid != previous and parent_of(pid) == os.getpid()
+            assert pid != previous and parent_of(parent_of(pid)) == os.getpid()  # via its keeper
             previous = pid
             # each model runs with its own command line: -c and the file
             async with http.get(f"{server.url}/upstream/{model}/props") as response:
@@ -456,7 +456,7 @@ async def load_pair(
             assert response.status == 200, await response.text()
     servers = our_servers(models.directory)
     assert sorted(servers.values()) == ["m1", "m2"]
-    assert all(parent_of(child) == pid for child in servers)
+    assert all(parent_of(parent_of(child)) == pid for child in servers)  # via their keepers
     return list(servers)
 
 

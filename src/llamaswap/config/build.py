@@ -9,7 +9,8 @@ from typing import Any
 
 from llamaswap.config.build_models import Defaults, build_model, register_aliases
 from llamaswap.config.errors import PathT, Problems
-from llamaswap.config.expansion import Expanded
+from llamaswap.config.expansion import MAX_PORT, Expanded
+from llamaswap.config.ids import model_id_problem
 from llamaswap.config.models import Config, ModelConfig
 from llamaswap.config.namespace import (
     Namespace,
@@ -19,6 +20,7 @@ from llamaswap.config.namespace import (
     check_peer_namespace,
     resolve_preload,
 )
+from llamaswap.config.ports import warn_shared_ports
 from llamaswap.config.routing import build_routing
 from llamaswap.config.schema import RawModel, RawTop, Section, decode, warn_unknown_keys
 
@@ -100,6 +102,8 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
         )
     if raw.start_port < 1:
         problems.add(("startPort",), "startPort must be greater than 1")
+    elif raw.start_port > MAX_PORT:
+        problems.add(("startPort",), f"startPort must be at most {MAX_PORT}")
     if raw.global_ttl < 0:
         problems.add(("globalTTL",), "globalTTL must be >= 0")
     if raw.unload_timeout < 0:
@@ -131,6 +135,10 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
         send_loading_state=raw.send_loading_state,
         capacity=capacity,
     )
+    for model_id in sorted(set(expanded.models) | expanded.broken_models):
+        reason = model_id_problem(model_id)
+        if reason:  # on `models`, at the ID's line: the ID itself is the mistake
+            problems.add(("models",), reason, mark=problems.locate(("models", model_id)))
     models: dict[str, ModelConfig] = {}
     for model_id in sorted(expanded.models):
         path: PathT = ("models", model_id)
@@ -157,7 +165,7 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
     session_headers = _session_headers(raw.ui.activity.session_id)
 
     problems.raise_if_any()
-    return Config(
+    config = Config(
         health_check_timeout=health_check_timeout,
         log_level=log_level,
         log_time_format=log_time_format,
@@ -185,6 +193,11 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
         warnings=[str(w) for w in problems.sorted_warnings()],
         sources=sources,
     )
+    warned = len(problems.warnings)
+    warn_shared_ports(config, problems)  # needs the finished config's routing policy
+    if len(problems.warnings) == warned:
+        return config
+    return config.model_copy(update={"warnings": [str(w) for w in problems.sorted_warnings()]})
 
 
 def _ignore_paths(patterns: list[str], problems: Problems) -> list[str]:

@@ -74,6 +74,8 @@ def expand_document(tree: dict[str, Any], problems: Problems) -> Expanded:
     start_port = out.top.get("startPort", DEFAULT_START_PORT)
     if isinstance(start_port, bool) or not isinstance(start_port, int):
         start_port = DEFAULT_START_PORT  # the typed decode reports the bad value
+    elif not 1 <= start_port <= MAX_PORT:
+        start_port = DEFAULT_START_PORT  # reported once, as startPort; not again per model
     next_port = start_port
 
     for model_id in sorted(models):

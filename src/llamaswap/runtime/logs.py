@@ -66,17 +66,17 @@ class LogRing:
     ) -> None:
         self.source = source
         self._lines: deque[str] = deque()
+        self._appended = 0  # lines ever appended: what `mark()` hands out
         self._bytes = 0
         self._max_lines = max_lines
         self._max_bytes = max_bytes
         self._parents = parents
         self._bus = EventBus()
-        self.appended = 0  # lines ever appended: a mark for "the lines since then"
 
     def append(self, text: str, *, source: str | None = None) -> None:
         """Record one line (without its newline) and forward it to parents and followers."""
         self._lines.append(text)
-        self.appended += 1
+        self._appended += 1
         self._bytes += len(text) + 1
         while self._lines and (len(self._lines) > self._max_lines or self._bytes > self._max_bytes):
             self._bytes -= len(self._lines.popleft()) + 1
@@ -87,13 +87,17 @@ class LogRing:
     def lines(self) -> list[str]:
         return list(self._lines)
 
-    def tail(self, count: int) -> list[str]:
-        return list(self._lines)[-count:] if count > 0 else []
+    def mark(self) -> int:
+        """This moment in the log, for `tail(count, since=mark)`: e.g. taken when an
+        upstream starts, so its failure quotes its own lines, not a previous run's."""
+        return self._appended
 
-    def since(self, mark: int, count: int) -> list[str]:
-        """The last `count` of the lines appended after `mark` (an earlier `appended`)."""
-        fresh = min(self.appended - mark, len(self._lines), count)
-        return list(self._lines)[-fresh:] if fresh > 0 else []
+    def tail(self, count: int, *, since: int | None = None) -> list[str]:
+        """The last `count` lines; with `since`, only from lines appended after that mark
+        (and still retained)."""
+        if since is not None:
+            count = min(count, self._appended - since)
+        return list(self._lines)[-count:] if count > 0 else []
 
     def history(self) -> str:
         """The whole retained history as text, one line per line."""

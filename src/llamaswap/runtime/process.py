@@ -287,7 +287,7 @@ class ProcessActor(Actor):
     def _spawn(self, generation: int) -> None:
         self._upstream = None
         self._spawned_at = time.monotonic()
-        self._log_mark = self.log.appended
+        self._log_mark = self.log.mark()
         self.spawn_child(self._supervise, generation)
 
     def _poll(self, generation: int) -> None:
@@ -339,7 +339,7 @@ class ProcessActor(Actor):
 
     def _tail(self) -> tuple[str, ...]:
         """The upstream's last lines of this attempt (not of an earlier one)."""
-        return tuple(self.log.since(self._log_mark, LAST_LINES_IN_ERRORS))
+        return tuple(self.log.tail(LAST_LINES_IN_ERRORS, since=self._log_mark))
 
     # -- child tasks (report back through the inbox) ---------------------------------------
 
@@ -352,7 +352,7 @@ class ProcessActor(Actor):
         log.info("[%s] starting: %s", self.model, " ".join(argv))
         try:
             env = merged_environment(self.settings.env)
-            upstream = self._launcher.spawn(argv, env, self.log)
+            upstream = self._launcher.spawn(argv, env, self.log, proxy=self.settings.proxy)
         except OSError as exc:
             detail = exc.strerror or str(exc)
             self.post(

@@ -1,12 +1,19 @@
 """Spawning, watching and killing one upstream process group. No orphans, ever.
 
 Why not `anyio.open_process`: it cannot set a parent-death signal, and when cancelled it
-kills only the direct child, never its process group. So the child is started with
-`subprocess.Popen` in its own session (process group id = pid) with
-`PR_SET_PDEATHSIG = SIGKILL`, its exit is awaited through a pidfd (no watcher thread),
-and its merged stdout/stderr pipe is read in chunks from a non-blocking fd.
+kills only the direct child, never its process group. So each upstream is started through
+a keeper (`keeper.py`, started by `keepers.py`): a tiny process that llamaswap forks with
+`PR_SET_PDEATHSIG` and `PR_SET_CHILD_SUBREAPER`, and that starts the real command in its
+own session (process group id = pid). The kernel's death signal reaches only a direct
+child; the keeper is that child, and every orphan of the upstream's tree is reparented
+to it, so all of them die with llamaswap, even on `kill -9`.
 
-The fork happens on the event-loop thread on purpose: Linux sends the parent-death
+The keeper is transparent: `pid` and `pgid` are the real command's, signals and `cmdStop`
+go to it as before, its output pipe is read here in chunks from a non-blocking fd, and
+its exit code comes over the keeper's status pipe. Processes are awaited through pidfds
+(no watcher thread), which also work for processes that are not our children.
+
+Keepers are forked on the event-loop thread on purpose: Linux sends the parent-death
 signal when the *thread* that forked the child exits, so forking from a short-lived
 worker thread would kill the upstream when that thread retires.
 
@@ -18,22 +25,20 @@ tree, but it still carries the mark (/proc/<pid>/environ), so it dies with its u
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import itertools
 import logging
 import os
 import signal
-import subprocess
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import anyio
 
+from .keeper import MARK_VARIABLE
+from .keepers import Keeper, launch
 from .logs import LineSplitter, LogRing
 
 log = logging.getLogger("llamaswap.process")
 
-PR_SET_PDEATHSIG = 1
 PIPE_DRAIN_SECONDS = 1.0
 REAP_AFTER_KILL_SECONDS = 5.0
 GROUP_EXIT_SECONDS = 2.0
@@ -80,7 +85,6 @@ def descendants(root: int) -> list[tuple[int, bytes]]:
     return found
 
 
-MARK_VARIABLE = "LLAMASWAP_UPSTREAM"
 _marks = itertools.count(1)
 
 
@@ -131,21 +135,6 @@ async def wait_group_gone(pgid: int) -> None:
         await wait_gone(pid)
 
 
-def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
-    """A preexec_fn that makes the child die by SIGKILL when this process dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-    def setup() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        # If we died between fork() and prctl(), no signal will ever come: exit now.
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-    return setup
-
-
 def merged_environment(extra: Sequence[str]) -> dict[str, str]:
     """Our environment plus `NAME=value` entries (later entries win)."""
     env = dict(os.environ)
@@ -159,15 +148,16 @@ def merged_environment(extra: Sequence[str]) -> dict[str, str]:
 class UpstreamProcess:
     """One spawned upstream: its pid, its process group, its output, its exit."""
 
-    def __init__(
-        self, popen: subprocess.Popen[bytes], output_fd: int, log_ring: LogRing, mark: str = ""
-    ) -> None:
-        self._popen = popen
+    def __init__(self, keeper: Keeper, pid: int, log_ring: LogRing, mark: str = "") -> None:
+        self._keeper = keeper.popen
+        self.keeper_pid = keeper.pid
+        self._keeper_fd = os.pidfd_open(keeper.pid)  # our child: no pid reuse before wait()
         self._mark = mark
-        self.pid = popen.pid
-        self.pgid = popen.pid  # start_new_session=True makes the child a group leader
-        self._output_fd = output_fd
-        self._pidfd = os.pidfd_open(popen.pid)
+        self.pid = pid
+        self.pgid = pid  # the keeper starts the command in a new session: a group leader
+        self._output_fd = keeper.output_fd
+        self._status = keeper.status
+        self._release_fd = keeper.release_fd
         self._log = log_ring
         self.returncode: int | None = None
         self.exited = anyio.Event()
@@ -176,27 +166,28 @@ class UpstreamProcess:
 
     @classmethod
     def spawn(cls, argv: Sequence[str], env: dict[str, str], log_ring: LogRing) -> UpstreamProcess:
-        """Start `argv` in a new session. Raises OSError when it cannot be executed."""
+        """Start `argv` in a new session, under a keeper. Raises OSError when it cannot be
+        executed (as `subprocess.Popen` would)."""
         mark = new_mark()
-        read_fd, write_fd = os.pipe()
-        try:
-            popen = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=write_fd,
-                stderr=write_fd,
-                env={**env, MARK_VARIABLE: mark},
-                start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()),  # see module docstring
-                close_fds=True,
-            )
-        except BaseException:
-            os.close(read_fd)
-            raise
-        finally:
-            os.close(write_fd)
-        os.set_blocking(read_fd, False)
-        return cls(popen, read_fd, log_ring, mark)
+        keeper, pid = launch(argv, {**env, MARK_VARIABLE: mark}, mark, log_ring)
+        os.set_blocking(keeper.output_fd, False)
+        os.set_blocking(keeper.status.fd, False)
+        return cls(keeper, pid, log_ring, mark)
+
+    @property
+    def log_source(self) -> str:
+        return self._log.source
+
+    def processes(self) -> set[int]:
+        """Every live process of this upstream: the command, the keeper's subtree (where
+        orphans go), and whatever carries the mark."""
+        found = {self.pid, *(pid for pid, _ in descendants(self.keeper_pid))}
+        return found | {pid for pid, _ in marked(self._mark)} if self._mark else found
+
+    def abort(self, reason: str) -> None:
+        """Kill the upstream now, with `reason` as the last line of its log."""
+        self._log.append(reason)
+        self.signal_group(signal.SIGKILL)
 
     def signal_group(self, sig: int) -> bool:
         """Send `sig` to the whole process group; False when nothing was left to signal."""
@@ -222,8 +213,7 @@ class UpstreamProcess:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._pump, pumped)
-                await anyio.wait_readable(self._pidfd)
-                self.returncode = self._popen.wait()
+                self.returncode = await self._wait_exit()
                 await self._clear_group()
                 self.exited.set()
                 with anyio.move_on_after(PIPE_DRAIN_SECONDS):
@@ -247,7 +237,11 @@ class UpstreamProcess:
             with anyio.move_on_after(max(0.0, self._grace_until - anyio.current_time())):
                 await wait_group_gone(self.pgid)
         self.signal_group(signal.SIGKILL)
-        leftovers = set(self._tree) | set(marked(self._mark) if self._mark else ())
+        leftovers = set(self._tree) | {
+            (pid, started)
+            for pid, started in (marked(self._mark) if self._mark else ())
+            if pid != self.keeper_pid
+        }
         escaped = sorted(pid for pid, started in leftovers if kill_if_same(pid, started))
         if escaped:
             log.warning("pid %d: killed %s, which had left its process group", self.pid, escaped)
@@ -308,19 +302,59 @@ class UpstreamProcess:
                 self._log.append(line)
             done.set()
 
+    async def _wait_exit(self) -> int:
+        """The command's exit code, as its keeper reports it.
+
+        Should the keeper die first (killed by someone), the command is killed and
+        reported as killed: without its keeper nothing would reap its orphans.
+        """
+        while True:
+            line = await self._status.line()
+            if line is None:
+                log.warning(
+                    "pid %d: its keeper (pid %d) exited with code %s first: SIGKILL",
+                    self.pid,
+                    self.keeper_pid,
+                    self._keeper.poll(),
+                )
+                self.signal_group(signal.SIGKILL)
+                with anyio.move_on_after(GROUP_EXIT_SECONDS):
+                    await wait_gone(self.pid)
+                return -signal.SIGKILL
+            word, _, value = line.partition(" ")
+            if word == "exit":
+                return int(value)
+
     async def _kill_and_reap(self) -> None:
         """Make sure nothing of ours survives this object, even on cancellation."""
         if self.returncode is None:
             self.signal_group(signal.SIGKILL)
             with anyio.move_on_after(REAP_AFTER_KILL_SECONDS):
-                await anyio.wait_readable(self._pidfd)
-            self.returncode = self._popen.poll()
+                self.returncode = await self._wait_exit()
             if self.returncode is None:
                 self.returncode = -signal.SIGKILL
             self.exited.set()
+        await self._release_keeper()
+
+    async def _release_keeper(self) -> None:
+        """Tell the keeper we are done (it kills whatever is left at once), then reap it."""
+        if self._release_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._release_fd, b"release")
+            os.close(self._release_fd)
+            self._release_fd = -1
+        with anyio.move_on_after(REAP_AFTER_KILL_SECONDS):
+            await anyio.wait_readable(self._keeper_fd)
+        if self._keeper.poll() is None:
+            log.warning("keeper pid %d did not exit when released: SIGKILL", self.keeper_pid)
+            self._keeper.kill()
+            with anyio.move_on_after(REAP_AFTER_KILL_SECONDS):
+                await anyio.wait_readable(self._keeper_fd)
+            self._keeper.poll()
 
     def _close_fds(self) -> None:
-        for fd in (self._output_fd, self._pidfd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._output_fd = self._pidfd = -1
+        for fd in (self._output_fd, self._status.fd, self._release_fd, self._keeper_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._output_fd = self._status.fd = self._release_fd = self._keeper_fd = -1

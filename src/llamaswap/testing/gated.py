@@ -85,7 +85,9 @@ class GatedLauncher:
         self.spawned = anyio.Event()
         self.fail_spawn: set[str] = set()
 
-    def spawn(self, argv: Sequence[str], env: dict[str, str], log_ring: LogRing) -> GatedUpstream:
+    def spawn(
+        self, argv: Sequence[str], env: dict[str, str], log_ring: LogRing, *, proxy: str = ""
+    ) -> GatedUpstream:
         model = log_ring.source
         if model in self.fail_spawn:
             raise OSError(2, "No such file or directory")
