@@ -21,6 +21,7 @@ from llamaswap.config import Timeouts
 from llamaswap.runtime.leases import Lease
 
 from .errors import error_response, sse_error_event
+from .service import service_of
 
 HOP_BY_HOP = frozenset(
     {
@@ -36,6 +37,8 @@ HOP_BY_HOP = frozenset(
     }
 )
 TAIL_BYTES = 16 * 1024
+# Where a client presents an API key (Basic and Bearer both travel in Authorization).
+CREDENTIALS = frozenset({"authorization", "x-api-key"})
 
 
 def _listed_in_connection(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:
@@ -50,9 +53,15 @@ def _listed_in_connection(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> 
 def upstream_request_headers(
     request: web.Request, *, extra_drop: frozenset[str] = frozenset()
 ) -> CIMultiDict[str]:
-    """The client's headers minus hop-by-hop ones, Host and Content-Length."""
+    """The client's headers minus hop-by-hop ones, Host and Content-Length.
+
+    With `apiKeys` configured the client's credentials were for llamaswap, so they are
+    dropped (llama-swap does the same); without keys they are the upstream's business.
+    """
     drop = HOP_BY_HOP | _listed_in_connection(request.headers) | {"host", "content-length"}
     drop |= extra_drop
+    if service_of(request).config.api_keys:
+        drop |= CREDENTIALS
     out: CIMultiDict[str] = CIMultiDict(
         (name, value) for name, value in request.headers.items() if name.lower() not in drop
     )
