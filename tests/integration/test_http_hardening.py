@@ -9,6 +9,9 @@ Content-Type is still routed; aborted requests are 499 in the metrics.
 from __future__ import annotations
 
 import base64
+import gzip
+import json
+import zlib
 from collections.abc import Iterator
 
 import pytest
@@ -107,3 +110,20 @@ async def test_without_api_keys_credentials_reach_local_upstreams_but_never_peer
             ) as response:
                 assert response.status == 200
             assert_no_credentials(open_peer, "peer without apiKey")
+
+
+async def test_compressed_request_bodies_arrive_decoded_and_labelled_so() -> None:
+    raw = json.dumps(chat("r", temperature=0.5)).encode()
+    encodings = {"gzip": gzip.compress(raw), "deflate": zlib.compress(raw)}
+    async with recording_upstream() as local:
+        yaml = config_yaml(recorded_model("r", local.url))
+        async with running_server(yaml) as server, server.client() as http:
+            for path in (CHAT, "/upstream/r/v1/chat/completions"):
+                for encoding, packed in encodings.items():
+                    headers = {"Content-Encoding": encoding, "Content-Type": "application/json"}
+                    async with http.post(server.url + path, data=packed, headers=headers) as answer:
+                        assert answer.status == 200, (path, encoding, await answer.text())
+                    seen = local.requests()[-1]
+                    assert "Content-Encoding" not in seen.headers, (path, dict(seen.headers))
+                    assert seen.body == raw, (path, encoding)
+                    assert seen.headers["Content-Length"] == str(len(raw))

@@ -1,9 +1,11 @@
 """The streaming reverse proxy: bytes in, bytes out, chunk by chunk, nothing buffered.
 
 Hop-by-hop headers are stripped both ways, the path and query are forwarded byte for
-byte, bodies pass through undecoded (Content-Encoding and Content-Length intact), and
-every upstream chunk is written as soon as it arrives. Only a bounded tail of the
-response is kept, to read token usage after the stream ends (never per chunk).
+byte, and every upstream chunk is written as soon as it arrives. Response bodies pass
+through undecoded; request bodies arrive decompressed from aiohttp, so they are sent
+plain, without the client's Content-Encoding (Content-Length is always recomputed).
+Only a bounded tail of the response is kept, to read token usage after the stream ends
+(never per chunk).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def upstream_request_headers(
     drop |= extra_drop
     if service_of(request).config.api_keys:
         drop |= CREDENTIALS
+    if body_was_decoded(request):
+        drop |= {"content-encoding"}
     out: CIMultiDict[str] = CIMultiDict(
         (name, value) for name, value in request.headers.items() if name.lower() not in drop
     )
@@ -69,6 +73,15 @@ def upstream_request_headers(
     forwarded = request.headers.get("X-Forwarded-For")
     out["X-Forwarded-For"] = f"{forwarded}, {peer}" if forwarded else peer
     return out
+
+
+def body_was_decoded(request: web.Request) -> bool:
+    """Did aiohttp decompress the request body (gzip, deflate, br, zstd)? Then the bytes
+    we forward are plain, and the client's Content-Encoding would describe them wrongly.
+    The parser's own record is read, not the header: it alone knows which of several
+    Content-Encoding lines it honoured (`Request.message` is the deprecated public
+    name of the same object)."""
+    return request._message.compression is not None
 
 
 def client_response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
