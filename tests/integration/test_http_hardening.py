@@ -11,12 +11,26 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
+import aiohttp
+import anyio
 import pytest
+from aiohttp import web
 
-from .http_helpers import CHAT, Recorder, chat, recorded_model, recording_upstream
+from llamaswap.testing.ports import free_port
+
+from .http_helpers import (
+    CHAT,
+    Recorder,
+    assert_error,
+    chat,
+    recorded_model,
+    recording_upstream,
+)
 from .server import config_yaml, running_server
 
 pytestmark = pytest.mark.anyio
@@ -127,3 +141,77 @@ async def test_compressed_request_bodies_arrive_decoded_and_labelled_so() -> Non
                     assert "Content-Encoding" not in seen.headers, (path, dict(seen.headers))
                     assert seen.body == raw, (path, encoding)
                     assert seen.headers["Content-Length"] == str(len(raw))
+
+
+BOUNDARY = "hardening-boundary"
+FORM_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def form_part(name: str, value: bytes, filename: str | None = None) -> bytes:
+    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+    return f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + value + b"\r\n"
+
+
+def tiny_parts(count: int) -> bytes:
+    return b"".join(form_part(f"f{i}", b"x") for i in range(count))
+
+
+@asynccontextmanager
+async def roomy_recording_upstream() -> AsyncIterator[Recorder]:
+    """`recording_upstream`, taking bodies of up to 64 MiB (aiohttp's default is 1 MiB)."""
+    recorder = Recorder()
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", recorder.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    recorder.url = f"http://127.0.0.1:{port}"
+    try:
+        yield recorder
+    finally:
+        await runner.cleanup()
+
+
+async def health_latencies(
+    http: aiohttp.ClientSession, url: str, done: anyio.Event, into: list[float]
+) -> None:
+    """Poll /health until `done` (and at least three times), recording each latency."""
+    while not done.is_set() or len(into) < 3:
+        started = time.monotonic()
+        async with http.get(url + "/health") as response:
+            assert response.status == 200
+            await response.read()
+        into.append(time.monotonic() - started)
+
+
+async def test_a_form_of_20000_parts_never_stalls_the_event_loop() -> None:
+    file_part = form_part("file", b"\x00RIFF" * 100, filename="a.wav")
+    model_first = form_part("model", b"r") + tiny_parts(20_000) + file_part
+    model_last = tiny_parts(20_000) + file_part + form_part("model", b"r")
+    async with roomy_recording_upstream() as local:
+        yaml = config_yaml(recorded_model("r", local.url, extra="useModelName: renamed"))
+        async with running_server(yaml) as server, server.client() as http:
+            for path, parts, status in (
+                ("/v1/audio/transcriptions", model_first, 200),
+                ("/v1/images/edits", model_last, 400),
+            ):
+                body = parts + f"--{BOUNDARY}--\r\n".encode()
+                assert len(body) > 1_000_000
+                latencies: list[float] = []
+                done = anyio.Event()
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(health_latencies, http, server.url, done, latencies)
+                    headers = {"Content-Type": FORM_TYPE}
+                    async with http.post(server.url + path, data=body, headers=headers) as answer:
+                        text = await answer.text()
+                    done.set()
+                assert answer.status == status, (path, text)
+                assert max(latencies) < 0.1, (path, sorted(latencies)[-5:])
+                if status == 400:
+                    assert "model" in assert_error(json.loads(text)), text
+                    continue
+                # forwarded byte for byte, but for the renamed model value
+                seen = local.requests()[-1]
+                assert seen.headers["Content-Type"] == FORM_TYPE
+                assert seen.body == body.replace(b"\r\n\r\nr\r\n", b"\r\n\r\nrenamed\r\n", 1)
