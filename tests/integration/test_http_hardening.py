@@ -11,10 +11,12 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import socket
 import time
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 import aiohttp
 import anyio
@@ -30,8 +32,9 @@ from .http_helpers import (
     chat,
     recorded_model,
     recording_upstream,
+    watching,
 )
-from .server import config_yaml, running_server
+from .server import config_yaml, fake_model, running_server
 
 pytestmark = pytest.mark.anyio
 
@@ -215,3 +218,84 @@ async def test_a_form_of_20000_parts_never_stalls_the_event_loop() -> None:
                 seen = local.requests()[-1]
                 assert seen.headers["Content-Type"] == FORM_TYPE
                 assert seen.body == body.replace(b"\r\n\r\nr\r\n", b"\r\n\r\nrenamed\r\n", 1)
+
+
+@dataclass
+class Firehose:
+    """An upstream whose chat answer is an endless event stream (64 KiB per event),
+    written as fast as the proxy takes it, until the proxy hangs up."""
+
+    url: str = ""
+    hung_up: anyio.Event = field(default_factory=anyio.Event)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path == "/health":
+            return web.json_response({"status": "ok"})
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        event = b"data: " + b"x" * 65536 + b"\n\n"
+        try:
+            while True:
+                await response.write(event)
+        except (ConnectionError, RuntimeError):
+            self.hung_up.set()
+            raise
+        finally:
+            self.hung_up.set()
+
+
+@asynccontextmanager
+async def firehose_upstream() -> AsyncIterator[Firehose]:
+    firehose = Firehose()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", firehose.handle)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    firehose.url = f"http://127.0.0.1:{port}"
+    try:
+        yield firehose
+    finally:
+        await runner.cleanup()
+
+
+def never_reading_client(url: str, path: str, body: bytes) -> socket.socket:
+    """A client that sends one request and then never reads a byte of the answer."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+async def test_a_client_that_stops_reading_loses_its_stream_and_frees_the_model() -> None:
+    async with firehose_upstream() as firehose:
+        yaml = config_yaml(
+            recorded_model("r", firehose.url), fake_model("b"), top="clientWriteTimeout: 0.5"
+        )
+        async with running_server(yaml) as server, server.client() as http:
+            async with watching(server) as watch:
+                body = json.dumps(chat("r", stream=True)).encode()
+                sock = never_reading_client(server.url, CHAT, body)
+                try:
+                    await watch.until(
+                        lambda: watch.server.service.router.snapshot.in_flight == {"r": 1}
+                    )
+                    # the stalled stream is cut, its lease ends, and b can evict r
+                    with anyio.fail_after(10):
+                        async with http.post(server.url + CHAT, json=chat("b")) as response:
+                            assert response.status == 200, await response.text()
+                        await firehose.hung_up.wait()
+                finally:
+                    sock.close()
+            warnings = [
+                line for line in server.service.proxy_log.lines() if "stopped reading" in line
+            ]
+            assert len(warnings) == 1 and "WARN" in warnings[0], warnings

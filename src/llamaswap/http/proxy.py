@@ -22,6 +22,7 @@ from yarl import URL
 from llamaswap.config import Timeouts
 from llamaswap.runtime.leases import Lease
 
+from . import stalls
 from .errors import error_response, sse_error_event
 from .service import service_of
 
@@ -154,12 +155,15 @@ async def forward(
             response = prepared
         exchange.is_sse = "text/event-stream" in upstream.headers.get("Content-Type", "")
         tail = exchange.tail
+        seconds = stalls.write_timeout(request)
         async for chunk in upstream.content.iter_any():
-            await response.write(chunk)
+            await stalls.write(request, response, chunk, seconds)
             tail += chunk
             if len(tail) > 2 * TAIL_BYTES:
                 del tail[:-TAIL_BYTES]
-        await response.write_eof()
+        await stalls.write_eof(request, response, seconds)
+        return response
+    except stalls.ClientStalled:
         return response
     except (aiohttp.ClientError, OSError) as exc:
         return await end_broken(request, exchange, f"upstream connection lost: {exc}")
@@ -214,10 +218,11 @@ async def end_broken(
     if response is None or not response.prepared:
         return error_response(request, status, message, code=code)
     if exchange.is_sse or response.headers.get("Content-Type", "").startswith("text/event-stream"):
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await response.write(sse_error_event(status, message, code))
-            await response.write(b"data: [DONE]\n\n")
-            await response.write_eof()
+        seconds = stalls.write_timeout(request)
+        with contextlib.suppress(ConnectionError, RuntimeError, stalls.ClientStalled):
+            await stalls.write(request, response, sse_error_event(status, message, code), seconds)
+            await stalls.write(request, response, b"data: [DONE]\n\n", seconds)
+            await stalls.write_eof(request, response, seconds)
         return response
     if request.transport is not None:
         request.transport.close()

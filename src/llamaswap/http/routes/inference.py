@@ -19,6 +19,7 @@ from llamaswap.config import ModelConfig
 from llamaswap.runtime.events import RequestFinished
 from llamaswap.scheduling import RoutingError
 
+from .. import stalls
 from ..errors import error_response, routing_error_response
 from ..extract import BadRequest, Inbound, read_inbound
 from ..filters import rewritten_body
@@ -175,7 +176,14 @@ async def _lease_and_forward(
             on_position=loading.position if loading else None,
             on_admitted=loading.admitted if loading else None,
         ) as lease:
-            prepared = await loading.finish(ok=True) if loading else None
+            prepared = None
+            if loading is not None:
+                # the "Done!" line is written while the lease is held: bounded like any write
+                seconds = stalls.write_timeout(request)
+                try:
+                    prepared = await stalls.within(request, seconds, loading.finish(ok=True))
+                except stalls.ClientStalled:  # cut: nothing is forwarded
+                    return loading.response or error_response(request, 503, "client stalled")
             return await forward_leased(
                 request,
                 service.client,
