@@ -22,6 +22,7 @@ import aiohttp
 import anyio
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from llamaswap.testing.ports import free_port
 
@@ -30,6 +31,7 @@ from .http_helpers import (
     Recorder,
     assert_error,
     chat,
+    error_of,
     recorded_model,
     recording_upstream,
     watching,
@@ -299,3 +301,38 @@ async def test_a_client_that_stops_reading_loses_its_stream_and_frees_the_model(
                 line for line in server.service.proxy_log.lines() if "stopped reading" in line
             ]
             assert len(warnings) == 1 and "WARN" in warnings[0], warnings
+
+
+async def test_ignore_paths_are_matched_on_the_decoded_normalised_path() -> None:
+    async with recording_upstream() as local:
+        yaml = config_yaml(
+            recorded_model("r", local.url),
+            top=r"upstream: {ignorePaths: ['^/app\.json$', '\.js$']}",
+        )
+        async with (
+            running_server(yaml) as server,
+            server.client() as http,
+            watching(server) as watch,
+        ):
+            dodges = (
+                "/app%2ejson",
+                "/app%2Ejson",
+                "/%61pp.json",
+                "//app.json",
+                "/./app.json",
+                "/%2Fapp.json",
+                "/%2e/app.json",
+                "/static/x%2ejs",
+                "/static//./x.js",
+            )
+            for dodge in dodges:
+                async with http.get(URL(server.url + "/upstream/r" + dodge, encoded=True)) as got:
+                    await error_of(got, 409)
+            assert watch.swaps_to("r") == 0 and watch.states("r") == []
+            # once loaded, such a path is forwarded as the client wrote it
+            async with http.get(server.url + "/upstream/r/health") as response:
+                assert response.status == 200
+            for dodge in dodges:
+                async with http.get(URL(server.url + "/upstream/r" + dodge, encoded=True)) as got:
+                    assert got.status == 200, (dodge, await got.text())
+                assert local.requests()[-1].raw_path == dodge
