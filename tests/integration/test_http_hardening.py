@@ -336,3 +336,42 @@ async def test_ignore_paths_are_matched_on_the_decoded_normalised_path() -> None
                 async with http.get(URL(server.url + "/upstream/r" + dodge, encoded=True)) as got:
                     assert got.status == 200, (dodge, await got.text())
                 assert local.requests()[-1].raw_path == dodge
+
+
+async def test_json_without_a_json_content_type_is_read_as_json() -> None:
+    body = json.dumps(chat("r", temperature=0.5)).encode()
+    async with recording_upstream() as local:
+        yaml = config_yaml(recorded_model("r", local.url, extra="useModelName: renamed"))
+        async with running_server(yaml) as server, server.client() as http:
+
+            async def post(path: str, data: bytes, content_type: str | None) -> tuple[int, str]:
+                headers = {"Content-Type": content_type} if content_type else {}
+                skip = () if content_type else ("Content-Type",)
+                async with http.post(
+                    server.url + path, data=data, headers=headers, skip_auto_headers=skip
+                ) as response:
+                    return response.status, await response.text()
+
+            # what `curl -d` sends, no Content-Type at all, text/plain: all JSON to llamaswap
+            for content_type in ("application/x-www-form-urlencoded", None, "text/plain"):
+                status, text = await post(CHAT, b"  \n" + body, content_type)
+                assert status == 200, (content_type, text)
+                seen = local.requests()[-1]
+                # relabelled for the upstream, and treated as JSON (useModelName applied)
+                assert seen.headers["Content-Type"] == "application/json", content_type
+                assert json.loads(seen.body) == {**chat("renamed"), "temperature": 0.5}
+            # a real form still works
+            status, text = await post(CHAT, b"model=r&stream=false", None)
+            assert status == 200, text
+            assert local.requests()[-1].body == b"model=r&stream=false"
+            # unusable bodies say what was expected
+            for path, data, content_type, needle in (
+                (CHAT, b"", None, "request body is empty"),
+                (CHAT, b"{not json", "text/plain", "not valid JSON"),
+                (CHAT, b"hello", None, "neither a JSON object nor a form"),
+                (CHAT, b"hello", "text/plain", "Content-Type is text/plain"),
+                ("/v1/audio/transcriptions", body, None, "expects multipart/form-data"),
+            ):
+                status, text = await post(path, data, content_type)
+                assert status == 400, (data, content_type, text)
+                assert needle in assert_error(json.loads(text)), (data, text)

@@ -22,6 +22,7 @@ MAX_FIELD_BYTES = 4096  # a `model` or `stream` value longer than this is no nam
 CHECKPOINT_EVERY = 16  # parts (or skipped chunks) between yields to the event loop
 SKIP_CHUNK = 256 * 1024
 PLAIN_TRANSFER = frozenset({"binary", "7bit", "8bit"})
+MAX_URLENCODED_FIELDS = 1000  # parse_qs is linear, but a 64 MiB form still takes long
 
 
 class BadRequest(Exception):
@@ -49,6 +50,7 @@ class Inbound:
     json: dict[str, Any] | None  # the parsed body when it is a JSON object
     streaming: bool
     multipart: FormModel | None = None
+    content_type: str = ""  # forward with this Content-Type (a relabelled JSON body)
 
 
 def is_json(request: web.Request) -> bool:
@@ -59,10 +61,13 @@ def is_multipart(request: web.Request) -> bool:
     return request.headers.get("Content-Type", "").startswith("multipart/form-data")
 
 
-async def read_inbound(request: web.Request) -> Inbound:
-    """Read the body and find the model; raises BadRequest (or 413 via aiohttp)."""
+async def read_inbound(request: web.Request, *, form_route: bool = False) -> Inbound:
+    """Read the body and find the model; raises BadRequest (or 413 via aiohttp).
+
+    `form_route`: the endpoint takes multipart/form-data (transcriptions, image edits).
+    """
     body = await request.read()
-    if request.method == "GET" or (not body and not is_json(request)):
+    if request.method == "GET":
         return Inbound(
             request.query.get("model", ""),
             body,
@@ -73,9 +78,39 @@ async def read_inbound(request: web.Request) -> Inbound:
         return _from_json(body)
     if is_multipart(request):
         return await _from_multipart(request, body)
-    form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
-    fields = {**dict(request.query), **form}
-    return Inbound(fields.get("model", ""), body, None, fields.get("stream", "") == "true")
+    return _unlabelled(request, body, form_route)
+
+
+def _unlabelled(request: web.Request, body: bytes, form_route: bool) -> Inbound:
+    """A body whose Content-Type is neither JSON nor multipart, read as llama-swap does:
+    clients often send JSON without saying so (`curl -d` labels it a form), so on a JSON
+    endpoint a body starting with `{` or `[` is JSON, and is forwarded relabelled
+    `application/json`. Otherwise it must be a urlencoded form with a `model` field."""
+    shown = request.headers.get("Content-Type") or "not set"
+    trimmed = body.strip()
+    if not trimmed:
+        raise BadRequest("request body is empty")
+    if not form_route and trimmed[:1] in (b"{", b"["):
+        inbound = _from_json(body)
+        inbound.content_type = "application/json"
+        return inbound
+    try:
+        form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=MAX_URLENCODED_FIELDS)
+    except ValueError:
+        raise BadRequest(f"form has more than {MAX_URLENCODED_FIELDS} fields") from None
+    if form.get("model", [""])[0]:
+        fields = {**dict(request.query), **{k: v[0] for k, v in form.items()}}
+        return Inbound(fields["model"], body, None, fields.get("stream", "") == "true")
+    if form_route:
+        raise BadRequest(
+            "no model id could be identified: this endpoint expects multipart/form-data "
+            f"but Content-Type is {shown}"
+        )
+    raise BadRequest(
+        f"no model id could be identified: Content-Type is {shown} and the body is neither "
+        'a JSON object nor a form with a "model" field; send JSON with '
+        "Content-Type: application/json"
+    )
 
 
 def _from_json(body: bytes) -> Inbound:

@@ -83,16 +83,18 @@ async def rewritten_body(
     """The body to forward and any header it needs to go with it.
 
     JSON bodies get the new model name and the filters; multipart forms only the name;
-    other bodies pass untouched.
+    other bodies pass untouched. A JSON body the client did not label as such goes
+    out labelled `application/json`.
     """
+    headers = {"Content-Type": inbound.content_type} if inbound.content_type else {}
     if inbound.json is not None and needs_rewrite(renamed, filters, requested):
         document = rewrite_json(
             inbound.json, model_name=renamed or None, filters=filters, requested=requested
         )
-        return encode_json(document), {}
+        return encode_json(document), headers
     if inbound.multipart is not None and renamed:
-        return rewrite_multipart(inbound, inbound.multipart, renamed), {}
-    return inbound.body, {}
+        return rewrite_multipart(inbound, inbound.multipart, renamed), headers
+    return inbound.body, headers
 
 
 def rewrite_multipart(inbound: Inbound, field: FormModel, model_name: str) -> bytes:

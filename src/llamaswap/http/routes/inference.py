@@ -87,7 +87,7 @@ def upstream_path(request: web.Request) -> str:
 async def handle_model_request(request: web.Request) -> web.StreamResponse:
     service = service_of(request)
     try:
-        inbound = await read_inbound(request)
+        inbound = await read_inbound(request, form_route=request.path in POST_MULTIPART)
     except BadRequest as exc:
         return error_response(request, 400, str(exc))
     if not inbound.model:
