@@ -24,6 +24,7 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
+from llamaswap.runtime.events import RequestFinished
 from llamaswap.testing.ports import free_port
 
 from .http_helpers import (
@@ -375,3 +376,33 @@ async def test_json_without_a_json_content_type_is_read_as_json() -> None:
                 status, text = await post(path, data, content_type)
                 assert status == 400, (data, content_type, text)
                 assert needle in assert_error(json.loads(text)), (data, text)
+
+
+async def test_requests_the_client_abandoned_are_499_in_the_metrics() -> None:
+    yaml = config_yaml(fake_model("a", "--chunks", "100", "--chunk-gap", "0.1"))
+    async with running_server(yaml) as server, server.client() as http, watching(server) as watch:
+        router = server.service.router
+        # one leaves before any answer, one in the middle of its stream
+        async with anyio.create_task_group() as tg:
+
+            async def leaves_early() -> None:
+                async with http.post(server.url + CHAT + "?wait=5", json=chat("a")) as response:
+                    await response.read()
+
+            tg.start_soon(leaves_early)
+            await watch.until(lambda: router.snapshot.in_flight == {"a": 1})
+            tg.cancel_scope.cancel()
+        await watch.until(lambda: not router.snapshot.in_flight)
+        async with http.post(server.url + CHAT, json=chat("a", stream=True)) as streaming:
+            assert streaming.status == 200
+            await streaming.content.readline()
+            streaming.close()
+        await watch.until(lambda: not router.snapshot.in_flight)
+        await watch.until(lambda: sum(isinstance(e, RequestFinished) for e in watch.events) == 2)
+        async with http.get(server.url + "/metrics") as response:
+            text = await response.text()
+        assert 'llamaswap_requests_total{model="a",status="499"} 2.0' in text, text
+        assert 'status="0"' not in text and 'status="200"' not in text, text
+        # as in the access log
+        logged = [line for line in server.service.proxy_log.lines() if "POST /v1/chat" in line]
+        assert len(logged) == 2 and all('" 499 ' in line for line in logged), logged

@@ -40,6 +40,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 TAIL_BYTES = 16 * 1024
+CLIENT_CLOSED = 499
 # Where a client presents an API key (Basic and Bearer both travel in Authorization).
 CREDENTIALS = frozenset({"authorization", "x-api-key"})
 
@@ -93,6 +94,29 @@ def client_response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]
     if "text/event-stream" in upstream.get("Content-Type", ""):
         out["X-Accel-Buffering"] = "no"
     return out
+
+
+def _as_sent(request: web.Request, exchange: Exchange) -> web.StreamResponse:
+    """The response of a client that is gone: whatever was started (nobody reads it)."""
+    if exchange.response is not None:
+        return exchange.response
+    return error_response(request, CLIENT_CLOSED, "the client closed the connection")
+
+
+def client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def raised_status(error: BaseException) -> int:
+    """The status the access log records for a handler that raised `error`: the HTTP
+    error's own, 500 for a bug, and 499 (nginx's "client closed request") when the
+    handler was cancelled because the client left."""
+    if isinstance(error, web.HTTPException):
+        return error.status
+    if isinstance(error, Exception):
+        return 500
+    return CLIENT_CLOSED
 
 
 @dataclass
@@ -164,8 +188,11 @@ async def forward(
         await stalls.write_eof(request, response, seconds)
         return response
     except stalls.ClientStalled:
-        return response
+        return _as_sent(request, exchange)
     except (aiohttp.ClientError, OSError) as exc:
+        if client_gone(request):  # a write to the client failed: nothing upstream broke
+            exchange.status = CLIENT_CLOSED
+            return _as_sent(request, exchange)
         return await end_broken(request, exchange, f"upstream connection lost: {exc}")
     finally:
         await upstream_ctx.__aexit__(None, None, None)

@@ -14,7 +14,7 @@ from llamaswap.scheduling import ModelNotLoaded, RoutingError
 from ..errors import error_response, routing_error_response
 from ..extract import Inbound
 from ..naming import PeerTarget
-from ..proxy import Exchange, forward_leased
+from ..proxy import Exchange, forward_leased, raised_status
 from ..service import Service, service_of
 from .peers import forward_to_peer
 
@@ -161,6 +161,9 @@ async def upstream_passthrough(request: web.Request) -> web.StreamResponse:
     except RoutingError as error:
         exchange.status = error.status
         return routing_error_response(request, error)
+    except BaseException as error:  # recorded as the access log has it, then re-raised
+        exchange.status = raised_status(error)
+        raise
     finally:
         service.bus.publish(
             RequestFinished(

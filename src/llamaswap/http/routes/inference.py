@@ -30,6 +30,7 @@ from ..proxy import (
     Exchange,
     end_broken,
     forward_leased,
+    raised_status,
     upstream_request_headers,
 )
 from ..service import Service, service_of
@@ -155,6 +156,9 @@ async def serve_local(
                 request, service, target.model_id, model, path, body, headers, exchange, loading
             )
         return response
+    except BaseException as error:  # recorded as the access log has it, then re-raised
+        exchange.status = raised_status(error)
+        raise
     finally:
         _record(service, request, target.model_id, exchange, started)
 

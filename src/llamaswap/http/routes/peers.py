@@ -17,7 +17,7 @@ from llamaswap.runtime.events import RequestFinished
 from ..extract import Inbound
 from ..filters import rewritten_body
 from ..naming import PeerTarget
-from ..proxy import CREDENTIALS, Exchange, forward, upstream_request_headers
+from ..proxy import CREDENTIALS, Exchange, forward, raised_status, upstream_request_headers
 from ..service import Service
 
 
@@ -45,6 +45,9 @@ async def forward_to_peer(
             headers=headers,
             timeouts=peer.timeouts,
         )
+    except BaseException as error:  # recorded as the access log has it, then re-raised
+        exchange.status = raised_status(error)
+        raise
     finally:
         service.bus.publish(
             RequestFinished(
