@@ -125,6 +125,13 @@ async def test_without_api_keys_credentials_reach_local_upstreams_but_never_peer
             seen = local.requests()[-1].headers
             assert seen["Authorization"] == "Bearer upstream-token"
             assert seen["x-api-key"] == "upstream-key"
+            assert seen.getall("X-Forwarded-For") == ["127.0.0.1"]
+            # a forwarded chain gets the real peer appended (never replaced by the claim)
+            claimed = {**headers, "X-Forwarded-For": "203.0.113.9"}
+            async with http.post(server.url + CHAT, json=chat("r"), headers=claimed) as response:
+                assert response.status == 200
+            seen = local.requests()[-1].headers
+            assert seen.getall("X-Forwarded-For") == ["203.0.113.9, 127.0.0.1"]
             async with http.post(
                 server.url + CHAT, json=chat("open/m"), headers=headers
             ) as response:
