@@ -9,6 +9,7 @@ bounded by the application's `client_max_size` (a larger one is a 413).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -16,6 +17,13 @@ from urllib.parse import parse_qs
 import anyio.lowlevel
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
+
+# aiohttp warns (RuntimeWarning) about each malformed Content-Disposition it meets; from
+# client bytes that is one stderr line per distinct header, so a bad form could flood it.
+# Such a part simply has no name here.
+warnings.filterwarnings("ignore", category=BadContentDispositionHeader)
+warnings.filterwarnings("ignore", category=BadContentDispositionParam)
 
 MAX_FORM_PARTS = 256  # parts examined looking for `model` (real forms have a dozen)
 MAX_FIELD_BYTES = 4096  # a `model` or `stream` value longer than this is no name
@@ -77,7 +85,7 @@ async def read_inbound(request: web.Request, *, form_route: bool = False) -> Inb
     if is_json(request):
         return _from_json(body)
     if is_multipart(request):
-        return await _from_multipart(request, body)
+        return await from_form(request.headers["Content-Type"], body)
     return _unlabelled(request, body, form_route)
 
 
@@ -128,9 +136,10 @@ def _from_json(body: bytes) -> Inbound:
     return Inbound(model, body, document, bool(document.get("stream", False)))
 
 
-async def _from_multipart(request: web.Request, body: bytes) -> Inbound:
+async def from_form(content_type: str, body: bytes) -> Inbound:
+    """The model of a multipart/form-data body; anything the parser refuses is a 400."""
     try:
-        found = await find_form_model(request.headers["Content-Type"], body)
+        found = await find_form_model(content_type, body)
     except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
         raise BadRequest(f"malformed multipart/form-data body: {exc}") from None
     if found is None:

@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import string
 
+import anyio
 import pytest
 from aiohttp import FormData
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llamaswap.http.extract import MAX_FORM_PARTS, BadRequest, Inbound, find_form_model
+from llamaswap.http.extract import (
+    MAX_FORM_PARTS,
+    BadRequest,
+    Inbound,
+    find_form_model,
+    from_form,
+)
 from llamaswap.http.filters import rewrite_multipart
 
 TYPE = "multipart/form-data; boundary=BB"
@@ -144,3 +151,32 @@ async def test_bad_forms_are_bad_requests(body: bytes, message: str) -> None:
     with pytest.raises((BadRequest, ValueError)) as raised:
         await find_form_model(TYPE, body)
     assert message in str(raised.value)
+
+
+SAMPLE = (
+    b"pre\r\n"
+    + part("stream", b"true")
+    + part("file", b"\r\n--B \r\n--BB-x\r\n\r\n", "Content-Type: application/octet-stream")
+    + part("model", b"the-model", "Content-Type: text/plain")
+    + END
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cut=st.integers(min_value=0, max_value=len(SAMPLE)),
+    noise=st.binary(max_size=40),
+    at=st.integers(min_value=0, max_value=len(SAMPLE)),
+)
+@pytest.mark.anyio
+async def test_truncated_or_corrupted_forms_end_in_an_answer(
+    cut: int, noise: bytes, at: int
+) -> None:
+    """Whatever the bytes, parsing ends (quickly) with a model, no model, or a 400."""
+    for body in (SAMPLE[:cut], SAMPLE[:at] + noise + SAMPLE[at:]):
+        with anyio.fail_after(5):
+            try:
+                inbound = await from_form(TYPE, body)
+            except BadRequest:
+                continue
+        assert inbound.model in ("", "the-model") or inbound.multipart is not None
