@@ -154,6 +154,12 @@ async def test_compressed_request_bodies_arrive_decoded_and_labelled_so() -> Non
                     assert "Content-Encoding" not in seen.headers, (path, dict(seen.headers))
                     assert seen.body == raw, (path, encoding)
                     assert seen.headers["Content-Length"] == str(len(raw))
+        # the body limit holds for the decompressed size: a small bomb is a 413
+        bomb = gzip.compress(b'{"model": "r", "pad": "' + b"0" * 2_000_000 + b'"}')
+        async with running_server(yaml, max_body=1_000_000) as server, server.client() as http:
+            headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+            async with http.post(server.url + CHAT, data=bomb, headers=headers) as answer:
+                await error_of(answer, 413)
 
 
 BOUNDARY = "hardening-boundary"

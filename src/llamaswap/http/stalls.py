@@ -4,9 +4,9 @@
 reads would keep that wait, and with it the model's lease, forever: every swap away
 from the model would queue behind it. So a write that cannot complete within the
 timeout cuts the connection (abort: the unread buffer is dropped, not flushed), the
-handler returns and the lease ends. Arming a timer costs more than most writes, so
-it is armed only for a write that may have to wait: one that does not fit under the
-transport's high-water mark.
+handler returns and the lease ends. A timer per write would cost about as much as
+the write itself, so one is armed only for a write that may have to wait: the
+transport is paused, or the data would take it past its high-water mark.
 """
 
 from __future__ import annotations
