@@ -109,6 +109,8 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
     if raw.unload_timeout < 0:
         problems.add(("unloadTimeout",), "unloadTimeout must be >= 0")
     unload_timeout = raw.unload_timeout if raw.unload_timeout > 0 else 10
+    if raw.client_write_timeout < 0:
+        problems.add(("clientWriteTimeout",), "clientWriteTimeout must be >= 0 (0 disables it)")
 
     api_keys: list[str] = []
     for index, key in enumerate(raw.api_keys):
@@ -177,6 +179,7 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
         include_aliases_in_list=raw.include_aliases_in_list,
         global_ttl=raw.global_ttl,
         unload_timeout=unload_timeout,
+        client_write_timeout=raw.client_write_timeout,
         api_keys=api_keys,
         models=models,
         profiles=profiles,

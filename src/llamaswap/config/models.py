@@ -184,6 +184,8 @@ class Config(_Frozen):
     include_aliases_in_list: bool = Field(False, alias="includeAliasesInList")
     global_ttl: int = Field(0, alias="globalTTL")
     unload_timeout: int = Field(10, alias="unloadTimeout")
+    # Seconds a client may accept no byte of a streamed answer before it is cut (0: never).
+    client_write_timeout: float = Field(60.0, alias="clientWriteTimeout")
     api_keys: list[str] = Field(default_factory=list, alias="apiKeys")
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)

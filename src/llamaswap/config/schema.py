@@ -220,6 +220,7 @@ class RawTop(Section):
     include_aliases_in_list: bool = Field(False, alias="includeAliasesInList")
     global_ttl: YInt = Field(0, alias="globalTTL")
     unload_timeout: YInt = Field(10, alias="unloadTimeout")
+    client_write_timeout: YNum = Field(60.0, alias="clientWriteTimeout")
     api_keys: list[YStr] = Field(default_factory=list, alias="apiKeys")
     profiles: dict[str, Any] = Field(default_factory=dict)
     selectors: dict[str, Any] = Field(default_factory=dict)

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import copy
 import json
-from email.message import EmailMessage
 from typing import Any
-
-from aiohttp import FormData
 
 from llamaswap.config import Filters
 
-from .extract import Inbound
+from .extract import FormModel, Inbound
 
 PROTECTED = frozenset({"model"})
 
@@ -83,49 +80,28 @@ def encode_json(document: dict[str, Any]) -> bytes:
 async def rewritten_body(
     inbound: Inbound, renamed: str, filters: Filters, requested: str
 ) -> tuple[bytes, dict[str, str]]:
-    """The body to forward and any header it needs (a multipart form gets a new boundary).
+    """The body to forward and any header it needs to go with it.
 
     JSON bodies get the new model name and the filters; multipart forms only the name;
-    other bodies pass untouched.
+    other bodies pass untouched. A JSON body the client did not label as such goes
+    out labelled `application/json`.
     """
+    headers = {"Content-Type": inbound.content_type} if inbound.content_type else {}
     if inbound.json is not None and needs_rewrite(renamed, filters, requested):
         document = rewrite_json(
             inbound.json, model_name=renamed or None, filters=filters, requested=requested
         )
-        return encode_json(document), {}
+        return encode_json(document), headers
     if inbound.multipart is not None and renamed:
-        body, content_type = await rewrite_multipart(inbound.multipart, renamed)
-        return body, {"Content-Type": content_type}
-    return inbound.body, {}
+        return rewrite_multipart(inbound, inbound.multipart, renamed), headers
+    return inbound.body, headers
 
 
-async def rewrite_multipart(message: EmailMessage, model_name: str) -> tuple[bytes, str]:
-    """The form with its `model` field replaced: (body, content type)."""
-    form = FormData()
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
-            continue
-        payload = part.get_payload(decode=True)
-        data = payload if isinstance(payload, bytes) else b""
-        filename = part.get_filename()
-        if name == "model" and filename is None:
-            form.add_field("model", model_name)
-        elif filename is not None:
-            form.add_field(name, data, filename=filename, content_type=part.get_content_type())
-        else:
-            form.add_field(name, data.decode("utf-8", "replace"))
-    payload = form()
-    sink = _Sink()
-    await payload.write(sink)  # type: ignore[arg-type]  # only write() is used
-    return b"".join(sink.parts), payload.content_type
-
-
-class _Sink:
-    """Collects what an aiohttp payload writes."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    async def write(self, data: bytes) -> None:
-        self.parts.append(bytes(data))
+def rewrite_multipart(inbound: Inbound, field: FormModel, model_name: str) -> bytes:
+    """The form with the value of its `model` field replaced in place: every other byte
+    (boundary, other parts, files) is forwarded exactly as the client sent it."""
+    value = model_name.encode()
+    if b"\r" in value or b"\n" in value:
+        raise ValueError(f"model name {model_name!r} cannot be written into a form")
+    body = inbound.body
+    return body[: field.start] + value + body[field.end :]

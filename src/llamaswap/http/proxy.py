@@ -1,9 +1,11 @@
 """The streaming reverse proxy: bytes in, bytes out, chunk by chunk, nothing buffered.
 
 Hop-by-hop headers are stripped both ways, the path and query are forwarded byte for
-byte, bodies pass through undecoded (Content-Encoding and Content-Length intact), and
-every upstream chunk is written as soon as it arrives. Only a bounded tail of the
-response is kept, to read token usage after the stream ends (never per chunk).
+byte, and every upstream chunk is written as soon as it arrives. Response bodies pass
+through undecoded; request bodies arrive decompressed from aiohttp, so they are sent
+plain, without the client's Content-Encoding (Content-Length is always recomputed).
+Only a bounded tail of the response is kept, to read token usage after the stream ends
+(never per chunk).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from yarl import URL
 from llamaswap.config import Timeouts
 from llamaswap.runtime.leases import Lease
 
+from . import stalls
 from .errors import error_response, sse_error_event
+from .service import service_of
 
 HOP_BY_HOP = frozenset(
     {
@@ -36,6 +40,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 TAIL_BYTES = 16 * 1024
+CLIENT_CLOSED = 499
+# Where a client presents an API key (Basic and Bearer both travel in Authorization).
+CREDENTIALS = frozenset({"authorization", "x-api-key"})
 
 
 def _listed_in_connection(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:
@@ -50,9 +57,17 @@ def _listed_in_connection(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> 
 def upstream_request_headers(
     request: web.Request, *, extra_drop: frozenset[str] = frozenset()
 ) -> CIMultiDict[str]:
-    """The client's headers minus hop-by-hop ones, Host and Content-Length."""
+    """The client's headers minus hop-by-hop ones, Host and Content-Length.
+
+    With `apiKeys` configured the client's credentials were for llamaswap, so they are
+    dropped (llama-swap does the same); without keys they are the upstream's business.
+    """
     drop = HOP_BY_HOP | _listed_in_connection(request.headers) | {"host", "content-length"}
     drop |= extra_drop
+    if service_of(request).config.api_keys:
+        drop |= CREDENTIALS
+    if body_was_decoded(request):
+        drop |= {"content-encoding"}
     out: CIMultiDict[str] = CIMultiDict(
         (name, value) for name, value in request.headers.items() if name.lower() not in drop
     )
@@ -60,6 +75,15 @@ def upstream_request_headers(
     forwarded = request.headers.get("X-Forwarded-For")
     out["X-Forwarded-For"] = f"{forwarded}, {peer}" if forwarded else peer
     return out
+
+
+def body_was_decoded(request: web.Request) -> bool:
+    """Did aiohttp decompress the request body (gzip, deflate, br, zstd)? Then the bytes
+    we forward are plain, and the client's Content-Encoding would describe them wrongly.
+    The parser's own record is read, not the header: it alone knows which of several
+    Content-Encoding lines it honoured (`Request.message` is the deprecated public
+    name of the same object)."""
+    return request._message.compression is not None
 
 
 def client_response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
@@ -70,6 +94,29 @@ def client_response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]
     if "text/event-stream" in upstream.get("Content-Type", ""):
         out["X-Accel-Buffering"] = "no"
     return out
+
+
+def _as_sent(request: web.Request, exchange: Exchange) -> web.StreamResponse:
+    """The response of a client that is gone: whatever was started (nobody reads it)."""
+    if exchange.response is not None:
+        return exchange.response
+    return error_response(request, CLIENT_CLOSED, "the client closed the connection")
+
+
+def client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def raised_status(error: BaseException) -> int:
+    """The status the access log records for a handler that raised `error`: the HTTP
+    error's own, 500 for a bug, and 499 (nginx's "client closed request") when the
+    handler was cancelled because the client left."""
+    if isinstance(error, web.HTTPException):
+        return error.status
+    if isinstance(error, Exception):
+        return 500
+    return CLIENT_CLOSED
 
 
 @dataclass
@@ -132,14 +179,20 @@ async def forward(
             response = prepared
         exchange.is_sse = "text/event-stream" in upstream.headers.get("Content-Type", "")
         tail = exchange.tail
+        seconds = stalls.write_timeout(request)
         async for chunk in upstream.content.iter_any():
-            await response.write(chunk)
+            await stalls.write(request, response, chunk, seconds)
             tail += chunk
             if len(tail) > 2 * TAIL_BYTES:
                 del tail[:-TAIL_BYTES]
-        await response.write_eof()
+        await stalls.write_eof(request, response, seconds)
         return response
+    except stalls.ClientStalled:
+        return _as_sent(request, exchange)
     except (aiohttp.ClientError, OSError) as exc:
+        if client_gone(request):  # a write to the client failed: nothing upstream broke
+            exchange.status = CLIENT_CLOSED
+            return _as_sent(request, exchange)
         return await end_broken(request, exchange, f"upstream connection lost: {exc}")
     finally:
         await upstream_ctx.__aexit__(None, None, None)
@@ -192,10 +245,11 @@ async def end_broken(
     if response is None or not response.prepared:
         return error_response(request, status, message, code=code)
     if exchange.is_sse or response.headers.get("Content-Type", "").startswith("text/event-stream"):
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await response.write(sse_error_event(status, message, code))
-            await response.write(b"data: [DONE]\n\n")
-            await response.write_eof()
+        seconds = stalls.write_timeout(request)
+        with contextlib.suppress(ConnectionError, RuntimeError, stalls.ClientStalled):
+            await stalls.write(request, response, sse_error_event(status, message, code), seconds)
+            await stalls.write(request, response, b"data: [DONE]\n\n", seconds)
+            await stalls.write_eof(request, response, seconds)
         return response
     if request.transport is not None:
         request.transport.close()

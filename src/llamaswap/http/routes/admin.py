@@ -15,7 +15,7 @@ from llamaswap.scheduling import ModelNotLoaded, RoutingError
 from ..errors import error_response, routing_error_response
 from ..extract import Inbound
 from ..naming import PeerTarget
-from ..proxy import Exchange, forward_leased
+from ..proxy import Exchange, forward_leased, raised_status
 from ..service import Service, service_of
 from .peers import forward_to_peer
 
@@ -163,6 +163,9 @@ async def upstream_passthrough(request: web.Request) -> web.StreamResponse:
     except RoutingError as error:
         exchange.status = error.status
         return routing_error_response(request, error)
+    except BaseException as error:  # recorded as the access log has it, then re-raised
+        exchange.status = raised_status(error)
+        raise
     finally:
         service.bus.publish(
             RequestFinished(
@@ -191,4 +194,27 @@ def _apply_profile(service: Service, path: str) -> str | None:
 
 
 def _ignored(service: Service, path: str) -> bool:
-    return any(re.search(pattern, path) for pattern in service.config.ignore_paths)
+    """Does `upstream.ignorePaths` match the path, as written or as the upstream will
+    understand it? Matching both means no spelling of a listed path (`%2e`, `//`, `/./`)
+    can load the model, and nothing matched before stops matching."""
+    candidates = (path, normalised_path(path))
+    return any(
+        re.search(pattern, candidate)
+        for pattern in service.config.ignore_paths
+        for candidate in candidates
+    )
+
+
+def normalised_path(path: str) -> str:
+    """The path percent-decoded, with empty and `.` segments dropped and `..` applied
+    (RFC 3986 §6.2.2, plus duplicate slashes): `/a//./b%2ejs` -> `/a/b.js`."""
+    decoded = unquote(path)
+    segments: list[str] = []
+    for segment in decoded.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment not in ("", "."):
+            segments.append(segment)
+    trailing = "/" if decoded.endswith("/") and segments else ""
+    return "/" + "/".join(segments) + trailing

@@ -19,6 +19,7 @@ from llamaswap.config import ModelConfig
 from llamaswap.runtime.events import RequestFinished
 from llamaswap.scheduling import RoutingError
 
+from .. import stalls
 from ..errors import error_response, routing_error_response
 from ..extract import BadRequest, Inbound, read_inbound
 from ..filters import rewritten_body
@@ -29,6 +30,7 @@ from ..proxy import (
     Exchange,
     end_broken,
     forward_leased,
+    raised_status,
     upstream_request_headers,
 )
 from ..service import Service, service_of
@@ -86,7 +88,7 @@ def upstream_path(request: web.Request) -> str:
 async def handle_model_request(request: web.Request) -> web.StreamResponse:
     service = service_of(request)
     try:
-        inbound = await read_inbound(request)
+        inbound = await read_inbound(request, form_route=request.path in POST_MULTIPART)
     except BadRequest as exc:
         return error_response(request, 400, str(exc))
     if not inbound.model:
@@ -154,6 +156,9 @@ async def serve_local(
                 request, service, target.model_id, model, path, body, headers, exchange, loading
             )
         return response
+    except BaseException as error:  # recorded as the access log has it, then re-raised
+        exchange.status = raised_status(error)
+        raise
     finally:
         _record(service, request, target.model_id, exchange, started)
 
@@ -175,7 +180,14 @@ async def _lease_and_forward(
             on_position=loading.position if loading else None,
             on_admitted=loading.admitted if loading else None,
         ) as lease:
-            prepared = await loading.finish(ok=True) if loading else None
+            prepared = None
+            if loading is not None:
+                # the "Done!" line is written while the lease is held: bounded like any write
+                seconds = stalls.write_timeout(request)
+                try:
+                    prepared = await stalls.within(request, seconds, loading.finish(ok=True))
+                except stalls.ClientStalled:  # cut: nothing is forwarded
+                    return loading.response or error_response(request, 503, "client stalled")
             return await forward_leased(
                 request,
                 service.client,

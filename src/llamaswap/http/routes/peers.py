@@ -2,7 +2,8 @@
 
 No lease and no loading stream: the peer schedules its own models. The model name is
 rewritten to the peer's own ID when the client used `<peer>/<model>`, the peer's
-filters apply, and its `apiKey` replaces the client's credentials.
+filters apply, and the client's credentials are never sent: the peer gets its own
+`apiKey` (as Bearer and x-api-key) or no credentials at all.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ from llamaswap.runtime.events import RequestFinished
 from ..extract import Inbound
 from ..filters import rewritten_body
 from ..naming import PeerTarget
-from ..proxy import Exchange, forward, upstream_request_headers
+from ..proxy import CREDENTIALS, Exchange, forward, raised_status, upstream_request_headers
 from ..service import Service
-
-AUTH_HEADERS = frozenset({"authorization", "x-api-key"})
 
 
 async def forward_to_peer(
@@ -28,9 +27,8 @@ async def forward_to_peer(
     peer = service.config.peers[target.peer_id]
     renamed = target.model if target.model != inbound.model else ""
     body, extra_headers = await rewritten_body(inbound, renamed, peer.filters, target.requested)
-    headers = upstream_request_headers(
-        request, extra_drop=AUTH_HEADERS if peer.api_key else frozenset()
-    )
+    # The client's credentials never leave the machine: a peer gets its own apiKey or none.
+    headers = upstream_request_headers(request, extra_drop=CREDENTIALS)
     headers.update(extra_headers)
     if peer.api_key:
         headers["Authorization"] = f"Bearer {peer.api_key}"
@@ -47,6 +45,9 @@ async def forward_to_peer(
             headers=headers,
             timeouts=peer.timeouts,
         )
+    except BaseException as error:  # recorded as the access log has it, then re-raised
+        exchange.status = raised_status(error)
+        raise
     finally:
         service.bus.publish(
             RequestFinished(
