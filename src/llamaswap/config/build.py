@@ -21,6 +21,7 @@ from llamaswap.config.namespace import (
 )
 from llamaswap.config.routing import build_routing
 from llamaswap.config.schema import RawModel, RawTop, Section, decode, warn_unknown_keys
+from llamaswap.config.serving import build_serving
 
 MIN_HEALTH_CHECK_TIMEOUT = 15
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -155,6 +156,7 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
     every = _performance_every(raw.performance.every, problems)
     store_path = _store_path(raw, problems)
     session_headers = _session_headers(raw.ui.activity.session_id)
+    serving = build_serving(raw, problems)
 
     problems.raise_if_any()
     return Config(
@@ -170,6 +172,10 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
         global_ttl=raw.global_ttl,
         unload_timeout=unload_timeout,
         api_keys=api_keys,
+        request_header_timeout=serving.request_header_timeout,
+        max_connections=serving.max_connections,
+        allowed_origins=serving.allowed_origins,
+        trusted_proxies=serving.trusted_proxies,
         models=models,
         profiles=profiles,
         selectors=selectors,
