@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import anyio
 from aiohttp import web
 
-from .middleware import MIDDLEWARES
+from .middleware import MIDDLEWARES, cors_headers
 from .routes import admin, events, inference, logs, metrics, models, profiles, ui
 from .service import SERVICE, Service, new_client_session
 
@@ -18,6 +18,7 @@ def build_app(service: Service) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=service.max_body)
     app[SERVICE] = service
     app.cleanup_ctx.append(_client_session)
+    app.on_response_prepare.append(cors_headers)
     for family in ROUTE_FAMILIES:
         family.add_routes(app)
     return app
