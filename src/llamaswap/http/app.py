@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 import anyio
 from aiohttp import web
 
+from .connections import ConnectionGuard, GuardedSite
 from .middleware import MIDDLEWARES, cors_headers
+from .policy import policy_of
 from .routes import admin, events, inference, logs, metrics, models, profiles, ui
 from .service import SERVICE, Service, new_client_session
 
@@ -40,11 +42,19 @@ async def serve(
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled. handler_cancellation=True: a client that leaves cancels its
-    handler, which frees its queue slot and closes the upstream connection."""
+    handler, which frees its queue slot and closes the upstream connection. Connections
+    are guarded (connections.py): a request-head deadline and a connection cap, both
+    read from the running config."""
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, backlog=1024)
+        service = app[SERVICE]
+        guard = ConnectionGuard(lambda: policy_of(service.config))
+        # auto_decompress=False: bodies pass through as sent (proxy.py), Content-Encoding
+        # and all, and no gzip bomb is inflated here (llama-swap never decodes them either)
+        site = GuardedSite(
+            runner, host, port, guard=guard, backlog=1024, access_log=None, auto_decompress=False
+        )
         await site.start()
         bound = [address for address in runner.addresses if isinstance(address, tuple)]
         task_status.started(int(bound[0][1]) if bound else port)
