@@ -130,18 +130,6 @@ class GuardedRequestHandler(RequestHandler):
             transport.write(_head_timeout_response(seconds))
         self.force_close()
 
-    def log_exception(self, *args: Any, **kw: Any) -> None:
-        """A body the client broke (bad chunking, cut short) fails again when aiohttp
-        drains it after the answer: that is no server error, and was already answered."""
-        if isinstance(kw.get("exc_info"), web.RequestPayloadError):
-            clients_log.debug(
-                "request body from %s was malformed: %s",
-                _peer(self.transport),
-                str(kw["exc_info"]).splitlines()[-1].strip(),
-            )
-            return
-        super().log_exception(*args, **kw)
-
     def handle_error(
         self,
         request: BaseRequest,

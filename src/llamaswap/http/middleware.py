@@ -24,7 +24,6 @@ from .service import service_of
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 access_log = logging.getLogger("llamaswap.access")
-clients_log = logging.getLogger("llamaswap.clients")  # rate-limited (logsetup)
 
 QUIET_PATHS = ("/wol-health", "/api/performance", "/metrics")
 OPEN_PATHS = {("GET", "/health"), ("GET", "/wol-health"), ("GET", "/"), ("GET", "/favicon.ico")}
@@ -80,10 +79,6 @@ async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
         if declared is not None and declared > service_of(request).max_body:
             raise web.HTTPRequestEntityTooLarge(service_of(request).max_body, declared)
         return await require_api_key(request, handler)
-    except web.RequestPayloadError as exc:  # the client's body framing broke mid-read
-        reason = str(exc).splitlines()[-1].strip()
-        clients_log.info("bad request body from %s: %s", request.remote or "-", reason)
-        return error_response(request, 400, f"request body could not be read: {reason}")
     except Exception as exc:
         if not isinstance(exc, web.HTTPException):
             logging.getLogger("llamaswap.http").exception(
