@@ -66,6 +66,9 @@ class Records(logging.Handler):
 @pytest.fixture
 def records() -> Iterator[Records]:
     collect = Records()
+    limits = list(clients_log.filters)  # another test's rate limit may be spent already
+    for limit in limits:
+        clients_log.removeFilter(limit)
     for logger in (clients_log, server_log):
         logger.addHandler(collect)
         logger.setLevel(logging.DEBUG)
@@ -75,6 +78,8 @@ def records() -> Iterator[Records]:
         for logger in (clients_log, server_log):
             logger.removeHandler(collect)
             logger.setLevel(logging.NOTSET)
+        for limit in limits:
+            clients_log.addFilter(limit)
 
 
 def _handler() -> GuardedRequestHandler:
