@@ -18,6 +18,8 @@ import anyio.abc
 import pytest
 
 from llamaswap import logsetup
+from llamaswap.config import parse_config
+from llamaswap.server import apply_config
 
 from .server import RunningServer, config_yaml, fake_model, running_server
 
@@ -200,3 +202,15 @@ async def test_malformed_requests_cost_one_short_rate_limited_line_each(
         limit.flush()
         summary = f"{count - logsetup.CLIENT_LINES_BURST} more lines about misbehaving clients"
         assert summary in server.service.proxy_log.lines()[-1]
+
+
+async def test_a_reload_applies_to_new_connections() -> None:
+    yaml = config_yaml(fake_model("a"), top="requestHeaderTimeout: 60\nmaxConnections: 0")
+    async with running_server(yaml) as server:
+        reloaded = config_yaml(fake_model("a"), top="requestHeaderTimeout: 0.3\nmaxConnections: 1")
+        await apply_config(server.service, parse_config(reloaded))
+        async with connection(server) as stream:
+            await stream.send(HALF_LINE)
+            async with connection(server) as over:
+                assert (await until_closed(over, within=5)).startswith(b"HTTP/1.1 503")
+            assert (await until_closed(stream, within=5)).startswith(b"HTTP/1.1 408")

@@ -17,6 +17,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from llamaswap.config import parse_config
+from llamaswap.server import apply_config
+
 from .http_helpers import CHAT, assert_error, chat
 from .server import RunningServer, config_yaml, fake_model, running_server
 
@@ -195,3 +198,15 @@ async def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
         assert await logged_client(server, {"X-Real-IP": "7.7.7.7"}) == "7.7.7.7"
         chain = {"X-Forwarded-For": "1.1.1.1, 2.2.2.2"}  # 1.1.1.1 was written by the client
         assert await logged_client(server, chain) == "2.2.2.2"
+
+
+async def test_a_reload_applies_new_origins_and_proxies() -> None:
+    async with running_server(two_models()) as server, server.client() as http:
+        cross_site = {"Origin": EVIL}
+        async with http.post(server.url + CHAT, json=chat("a"), headers=cross_site) as response:
+            assert response.status == 403
+        reloaded = parse_config(two_models('allowedOrigins: ["*"]\ntrustedProxies: [127.0.0.1]'))
+        await apply_config(server.service, reloaded)
+        async with http.post(server.url + CHAT, json=chat("a"), headers=cross_site) as response:
+            assert response.status == 200
+        assert await logged_client(server, {"X-Forwarded-For": "6.6.6.6"}) == "6.6.6.6"
