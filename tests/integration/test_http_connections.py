@@ -25,6 +25,19 @@ from .server import RunningServer, config_yaml, fake_model, running_server
 
 pytestmark = pytest.mark.anyio
 
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),  # what `run` uses
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, bool]]:
+    """Both event loops: their transports differ (uvloop's are no asyncio.Transport)."""
+    backend: tuple[str, dict[str, bool]] = request.param
+    return backend
+
+
 HALF_LINE = b"GET /health HT"  # half a request line, never finished
 HEALTH = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"  # keep-alive
 HEALTH_ONCE = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"

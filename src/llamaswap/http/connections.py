@@ -27,7 +27,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import (
@@ -207,7 +207,6 @@ class _Refused(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         self._timer = self._loop.call_later(REFUSED_LINGER_SECONDS, transport.close)
 
     def data_received(self, data: bytes) -> None:
@@ -221,8 +220,8 @@ class _Refused(asyncio.Protocol):
             self._timer.cancel()
 
 
-def _refuse(transport: asyncio.BaseTransport, cap: int, loop: asyncio.AbstractEventLoop) -> None:
-    assert isinstance(transport, asyncio.Transport)
+def _refuse(base: asyncio.BaseTransport, cap: int, loop: asyncio.AbstractEventLoop) -> None:
+    transport = cast(asyncio.Transport, base)  # uvloop's is one, without the base class
     clients_log.warning(
         "refused a connection from %s: %d connections open (maxConnections)",
         _peer(transport),
