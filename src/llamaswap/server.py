@@ -9,6 +9,7 @@ and the running config stays.
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ from llamaswap.runtime.router import ReloadInProgress, RouterActor
 log = logging.getLogger("llamaswap.server")
 
 SHUTDOWN_BUDGET_SECONDS = 30.0
+# open files beside client connections: upstream connections (the pool holds up to 256),
+# upstream pipes, logs, the listening socket
+FD_RESERVE = 512
 
 
 @dataclass
@@ -47,12 +51,41 @@ def make_service(config: Config, max_body: int = DEFAULT_MAX_BODY) -> Service:
     return Service(config, router, bus, proxy_log, upstream_log, combined_log, max_body=max_body)
 
 
+def ensure_descriptors(max_connections: int) -> None:
+    """Make room for `max_connections` client sockets plus our own files: past the
+    open-file limit, accept() fails and upstream connections fail with it, long before
+    the cap would refuse anyone. Raises the soft limit as far as the hard one allows
+    (Go programs such as llama-swap raise it to the hard limit at start)."""
+    if max_connections <= 0:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + FD_RESERVE
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.debug("could not raise the open-file limit: %s", exc)
+    if soft < wanted:
+        log.warning(
+            "maxConnections is %d but the open-file limit is %d (about %d needed): "
+            "lower maxConnections or raise the limit (ulimit -n)",
+            max_connections,
+            soft,
+            wanted,
+        )
+
+
 async def apply_config(service: Service, config: Config) -> None:
     """Switch a running server to `config` (already validated)."""
     await service.router.reload(config)
     service.config = config
     service.active_profile = None
     logsetup.configure(config, service.proxy_log)
+    ensure_descriptors(config.max_connections)
     for warning in config.warnings:
         log.warning("config: %s", warning)
     log.info("config reloaded")
@@ -83,6 +116,7 @@ async def run_server(
     """Serve until SIGINT/SIGTERM (or until cancelled); upstreams are stopped on the way out."""
     service = service or make_service(config, options.max_body)
     logsetup.configure(config, service.proxy_log)
+    ensure_descriptors(config.max_connections)
     for warning in config.warnings:
         log.warning("config: %s", warning)
     stop = anyio.Event()

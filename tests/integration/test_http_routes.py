@@ -332,7 +332,9 @@ async def test_proxied_request_keeps_raw_path_and_strips_hop_by_hop_headers() ->
 
 
 async def test_cors_preflight_answered_before_auth_on_any_path() -> None:
-    yaml = config_yaml(fake_model("a"), top="apiKeys: [sekrit]")
+    # allowedOrigins "*" is llama-swap's behaviour; the default refuses other origins
+    # (tests/integration/test_http_cross_site.py)
+    yaml = config_yaml(fake_model("a"), top='apiKeys: [sekrit]\nallowedOrigins: ["*"]')
     async with running_server(yaml) as server, server.client() as http:
         for path in ("/v1/chat/completions", "/running", "/no/such/path", "/upstream/a/x"):
             async with http.options(

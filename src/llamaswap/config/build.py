@@ -23,6 +23,7 @@ from llamaswap.config.namespace import (
 from llamaswap.config.ports import warn_shared_ports
 from llamaswap.config.routing import build_routing
 from llamaswap.config.schema import RawModel, RawTop, Section, decode, warn_unknown_keys
+from llamaswap.config.serving import build_serving
 
 MIN_HEALTH_CHECK_TIMEOUT = 15
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -165,6 +166,7 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
     every = _performance_every(raw.performance.every, problems)
     store_path = _store_path(raw, problems)
     session_headers = _session_headers(raw.ui.activity.session_id)
+    serving = build_serving(raw, problems)
 
     problems.raise_if_any()
     config = Config(
@@ -181,6 +183,10 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
         unload_timeout=unload_timeout,
         client_write_timeout=raw.client_write_timeout,
         api_keys=api_keys,
+        request_header_timeout=serving.request_header_timeout,
+        max_connections=serving.max_connections,
+        allowed_origins=serving.allowed_origins,
+        trusted_proxies=serving.trusted_proxies,
         models=models,
         profiles=profiles,
         selectors=selectors,

@@ -187,6 +187,11 @@ class Config(_Frozen):
     # Seconds a client may accept no byte of a streamed answer before it is cut (0: never).
     client_write_timeout: float = Field(60.0, alias="clientWriteTimeout")
     api_keys: list[str] = Field(default_factory=list, alias="apiKeys")
+    # ours: llamaswap's own HTTP server (see config/serving.py)
+    request_header_timeout: float = Field(10.0, alias="requestHeaderTimeout")  # 0 = none
+    max_connections: int = Field(1000, alias="maxConnections")  # 0 = no cap
+    allowed_origins: list[str] = Field(default_factory=list, alias="allowedOrigins")
+    trusted_proxies: list[str] = Field(default_factory=list, alias="trustedProxies")
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
     selectors: dict[str, SelectorConfig] = Field(default_factory=dict)

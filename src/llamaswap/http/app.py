@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 import anyio
 from aiohttp import web
 
-from .middleware import MIDDLEWARES
+from .connections import ConnectionGuard, GuardedSite
+from .middleware import MIDDLEWARES, cors_headers
+from .policy import policy_of
 from .routes import admin, events, inference, logs, metrics, models, profiles, specs, ui
 from .service import SERVICE, Service, new_client_session
 
@@ -18,6 +20,7 @@ def build_app(service: Service) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=service.max_body)
     app[SERVICE] = service
     app.cleanup_ctx.append(_client_session)
+    app.on_response_prepare.append(cors_headers)
     for family in ROUTE_FAMILIES:
         family.add_routes(app)
     return app
@@ -39,11 +42,17 @@ async def serve(
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled. handler_cancellation=True: a client that leaves cancels its
-    handler, which frees its queue slot and closes the upstream connection."""
+    handler, which frees its queue slot and closes the upstream connection. Connections
+    are guarded (connections.py): a request-head deadline and a connection cap, both
+    read from the running config."""
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, backlog=1024)
+        service = app[SERVICE]
+        guard = ConnectionGuard(lambda: policy_of(service.config))
+        # Compressed bodies are inflated by aiohttp within the body limit and forwarded
+        # decoded, without Content-Encoding (proxy.py), so the model can be read from them.
+        site = GuardedSite(runner, host, port, guard=guard, backlog=1024, access_log=None)
         await site.start()
         bound = [address for address in runner.addresses if isinstance(address, tuple)]
         task_status.started(int(bound[0][1]) if bound else port)

@@ -1,8 +1,9 @@
 """The front door every request passes (§2.1-2.2): access log, error shaping, CORS
-preflight, API keys, in that order.
+preflight, cross-site refusal, API keys, in that order.
 
-One aiohttp middleware does all four: each middleware layer costs a coroutine and a
-wrapper per request, and this is the hot path.
+One aiohttp middleware does all of it: each middleware layer costs a coroutine and a
+wrapper per request, and this is the hot path. The rules (trusted proxies, allowed
+origins) are precomputed per config in `policy`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from .errors import error_response
+from .policy import policy_of
 from .service import service_of
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -32,10 +34,8 @@ DEFAULT_ALLOW_HEADERS = "Content-Type, Authorization, Accept, X-Requested-With"
 
 
 def client_ip(request: web.Request) -> str:
-    forwarded = request.headers.get("X-Forwarded-For", "")
-    if forwarded:
-        return forwarded.split(",")[0].strip()
-    return request.headers.get("X-Real-IP", "") or request.remote or "-"
+    """The peer's address; X-Forwarded-For/X-Real-IP only from a trusted proxy."""
+    return policy_of(service_of(request).config).client_ip(request)
 
 
 @web.middleware
@@ -72,6 +72,10 @@ async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         if request.method == "OPTIONS":
             return preflight(request)
+        if "Origin" in request.headers or "Sec-Fetch-Site" in request.headers:
+            refused = policy_of(service_of(request).config).cross_site(request)
+            if refused is not None:
+                return error_response(request, 403, f"cross-site request refused: {refused}")
         declared = request.content_length
         if declared is not None and declared > service_of(request).max_body:
             raise web.HTTPRequestEntityTooLarge(service_of(request).max_body, declared)
@@ -97,18 +101,46 @@ async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def preflight(request: web.Request) -> web.Response:
-    """Every OPTIONS request is a CORS preflight answered here, before authentication."""
+    """Every OPTIONS request is a CORS preflight answered here, before authentication:
+    204 with llama-swap's headers for an allowed origin (`*` when every origin is),
+    403 for any other (llama-swap allows every origin)."""
     requested = request.headers.get("Access-Control-Request-Headers", "")
     allowed = [h.strip() for h in requested.split(",") if TOKEN.match(h.strip())]
-    return web.Response(
-        status=204,
-        headers={
-            "Access-Control-Allow-Origin": "*",
-            "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-            "Access-Control-Allow-Headers": ", ".join(allowed) or DEFAULT_ALLOW_HEADERS,
-            "Access-Control-Max-Age": "86400",
-        },
-    )
+    headers = {
+        "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+        "Access-Control-Allow-Headers": ", ".join(allowed) or DEFAULT_ALLOW_HEADERS,
+        "Access-Control-Max-Age": "86400",
+    }
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        policy = policy_of(service_of(request).config)
+        if not policy.origin_allowed(origin, request):
+            return error_response(
+                request, 403, f"cross-origin requests from {origin[:200]} are not allowed"
+            )
+        if policy.any_origin:
+            headers["Access-Control-Allow-Origin"] = "*"
+        else:
+            headers["Access-Control-Allow-Origin"] = origin
+            headers["Vary"] = "Origin"
+    return web.Response(status=204, headers=headers)
+
+
+async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Just before any response's headers go out (on_response_prepare, so proxied and
+    streamed answers too): an origin that is not allowed keeps no
+    Access-Control-Allow-Origin, wherever it came from (/v1/models echoes the Origin as
+    llama-swap does; llama-server echoes it on every answer). Allowed origins get what
+    llama-swap gives them."""
+    origin = request.headers.get("Origin")
+    if origin is None or request.method == "OPTIONS":
+        return
+    headers = response.headers
+    if "Access-Control-Allow-Origin" in headers and not policy_of(
+        service_of(request).config
+    ).origin_allowed(origin, request):
+        del headers["Access-Control-Allow-Origin"]
+        headers.popall("Access-Control-Allow-Credentials", None)
 
 
 def presented_key(request: web.Request) -> str | None:
