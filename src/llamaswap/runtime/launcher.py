@@ -59,8 +59,8 @@ class SubprocessLauncher:
     ) -> Upstream:
         """Start the upstream; with its `proxy`, first refuse (PortInUse, an OSError) when
         another process already listens on the proxy's local port."""
-        if proxy:
-            check_port_free(proxy)
+        if proxy:  # our own listeners (a test double inside llamaswap) are no rival
+            check_port_free(proxy, ours=lambda: {os.getpid()})
         return UpstreamProcess.spawn(argv, env, log_ring)
 
     async def wait_healthy(self, upstream: Upstream, url: str, limit: float) -> None:

@@ -192,8 +192,8 @@ def foreign_listener(url: str, ours: Callable[[], Iterable[int]] = tuple) -> Por
     return PortInUse(endpoint, holders(inodes))
 
 
-def check_port_free(url: str) -> None:
-    """Raise PortInUse when something already listens where `url` connects."""
-    taken = foreign_listener(url)
+def check_port_free(url: str, ours: Callable[[], Iterable[int]] = tuple) -> None:
+    """Raise PortInUse when a process other than `ours()` listens where `url` connects."""
+    taken = foreign_listener(url, ours)
     if taken is not None:
         raise taken
