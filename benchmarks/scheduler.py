@@ -1,9 +1,11 @@
 """Decisions per second of the pure scheduler, and the lease round trip through the actor.
 
 1. Pure core: submit + finish pairs on a ready model (the fast path every request
-   takes), and a mixed workload with swaps, against the same number of
-   python-statemachine transitions in this run (why the per-request path stays plain
-   code). Target (router issue): at least 50k decisions/s.
+   takes), and a mixed workload with swaps (the processes' announcements fed back as
+   the runtime would), against python-statemachine transitions in this run: a bare
+   generated machine, and the process core (machine, ignores, actions, reasons) through
+   one start/ready/stop cycle (why the per-request path stays plain code). Target
+   (router issue): at least 50k decisions/s.
 2. Actor: `async with router.lease(...)` round trips with 16 concurrent clients over
    gated fake processes, against a bare memory-stream ping-pong in the same loop.
 
@@ -25,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save
 from llamaswap.config import parse_config
 from llamaswap.fsm import ProcessMachine
+from llamaswap.fsm.names import ProcessState
+from llamaswap.lifecycle.process import Exited, Healthy, ProcessCore, Spawned, Start, Stop
 from llamaswap.runtime.router import RouterActor
 from llamaswap.scheduling import (
     Group,
@@ -49,13 +53,25 @@ class CountingEffects:
     def reject(self, request: Request, error: RoutingError) -> None:
         pass
 
-    def start_swap(self, target: str, evict: tuple[str, ...]) -> None:
-        self.swaps.append(target)
-
-    def cancel_swap(self, target: str) -> None:
+    def start(self, model: str, reason: str) -> None:
         pass
 
-    def stop(self, models: tuple[str, ...], reason: str) -> None:
+    def stop(self, model: str, reason: str, grace: float | None) -> None:
+        pass
+
+    def shut_down(self, model: str, reason: str) -> None:
+        pass
+
+    def revoke(self, model: str, reason: str) -> None:
+        pass
+
+    def replace(self, models: tuple[str, ...]) -> None:
+        pass
+
+    def swap_began(self, target: str, evict: tuple[str, ...]) -> None:
+        self.swaps.append(target)
+
+    def swap_ended(self, target: str, error: str | None) -> None:
         pass
 
     def positions(self, positions: Mapping[int, int]) -> None:
@@ -68,7 +84,7 @@ def fast_path_rate(count: int) -> float:
     scheduler = Scheduler(
         {m: ModelRules() for m in models}, GroupPolicy([Group("(default)", tuple(models))]), effects
     )
-    scheduler.process_state("m0", "ready", 0.0)
+    scheduler.process_changed("m0", ProcessState.READY, 0.0)
     started = time.perf_counter()
     for rid in range(count):
         scheduler.submit(Request(rid, "m0", 0.0), 0.0)
@@ -99,24 +115,48 @@ def swapping_rate(count: int) -> float:
         swap = scheduler.active_swaps().get(target)
         if swap is not None:
             for evicted in swap.evict:
-                scheduler.process_state(evicted, "stopped", 0.0)
-            scheduler.process_state(target, "ready", 0.0)
-            scheduler.swap_done(target, None, 0.0)
-            decisions += 2 + len(swap.evict)
+                scheduler.process_changed(evicted, ProcessState.STOPPED, 0.0)
+            scheduler.process_changed(target, ProcessState.READY, 0.0)
+            decisions += 1 + len(swap.evict)
         for request_id in ids:
             scheduler.finish(request_id, 0.0)
         decisions += 8
     return decisions / (time.perf_counter() - started)
 
 
+class NoActions:
+    """The generated machine alone: every action the spec names does nothing."""
+
+    def health_check_disabled(self) -> bool:
+        return False
+
+    def spawn(self) -> None: ...
+    def poll_health(self) -> None: ...
+    def stop_health_check(self) -> None: ...
+    def terminate(self) -> None: ...
+    def terminate_abort(self) -> None: ...
+
+
 def fsm_rate(count: int) -> float:
-    machine = ProcessMachine()
+    """Bare generated-machine transitions per second (one start/ready/stop cycle is 5)."""
+    machine = ProcessMachine(model=NoActions())
     started = time.perf_counter()
-    for _ in range(count // 4):
-        machine.send("start")
-        machine.send("healthy")
-        machine.send("stop")
-        machine.send("exited")
+    for _ in range(count // 5):
+        for event in ("start", "spawned", "healthy", "stop", "exited"):
+            machine.send(event)
+    return count / (time.perf_counter() - started)
+
+
+def core_rate(count: int) -> float:
+    """Process-core messages per second, each a transition with its actions and reason."""
+    core = ProcessCore("m")
+    started = time.perf_counter()
+    for _ in range(count // 5):
+        core.handle(Start())
+        generation = core.generation
+        for message in (Spawned(generation, 1), Healthy(generation, 0.0), Stop(1.0)):
+            core.handle(message)
+        core.handle(Exited(generation, 0))
     return count / (time.perf_counter() - started)
 
 
@@ -173,17 +213,20 @@ def main(requests: int) -> dict[str, object]:
     fast = fast_path_rate(requests)
     swapping = swapping_rate(requests)
     fsm = fsm_rate(min(requests, 20000))
+    core = core_rate(min(requests, 20000))
     leases = anyio.run(lease_round_trips, min(requests, 20000), 16)
     baseline = anyio.run(ping_pong_round_trips, min(requests, 20000), 16)
     print(f"pure scheduler, fast path:   {fast:>10,.0f} decisions/s (target >= 50,000)")
     print(f"pure scheduler, with swaps:  {swapping:>10,.0f} decisions/s")
-    print(f"python-statemachine:         {fsm:>10,.0f} transitions/s (why requests avoid it)")
+    print(f"python-statemachine:         {fsm:>10,.0f} transitions/s = {1e6 / fsm:.0f} us each")
+    print(f"process core (with actions): {core:>10,.0f} messages/s = {1e6 / core:.0f} us each")
     print(f"lease round trip via actor:  {leases:>10,.0f} /s = {1e6 / leases:.0f} us each")
     print(f"baseline memory ping-pong:   {baseline:>10,.0f} /s = {1e6 / baseline:.0f} us each")
     return {
         "fast_path_decisions_per_s": fast,
         "swapping_decisions_per_s": swapping,
         "fsm_transitions_per_s": fsm,
+        "process_core_messages_per_s": core,
         "fast_path_vs_fsm": fast / fsm,
         "lease_round_trips_per_s": leases,
         "ping_pong_round_trips_per_s": baseline,
