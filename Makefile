@@ -3,25 +3,31 @@ PYTHON   ?= python3
 VENV     ?= .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 E2E_STAMP := $(VENV)/.installed-e2e
 CHROMIUM ?= /usr/bin/chromium
 SOAK_SECONDS ?= 120
 
-.PHONY: venv run test lint diagrams browser-deps e2e e2e-build bench clean
+.PHONY: venv run test lint diagrams browser-deps system-deps e2e e2e-build bench clean
 
-$(STAMP): pyproject.toml
+# `make run` installs only what running needs (the first answer comes fast); the tests'
+# tools come on top of it.
+$(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/llamaswap run $(ARGS)
 
 # The whole suite except the real-llama-server tests (make e2e).
-test: $(STAMP) lint browser-deps
+test: $(STAMP) lint system-deps
 	$(BIN)/python -m pytest tests --ignore=tests/e2e $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -33,16 +39,22 @@ lint: $(STAMP)
 diagrams: $(STAMP)
 	$(BIN)/llamaswap diagram
 
-# Browser tests drive Debian's chromium (Playwright never downloads a browser here).
-# Install it when missing and we may (root with apt-get); otherwise those tests skip.
-browser-deps:
-	@if [ -x "$(CHROMIUM)" ]; then :; \
+# System packages the tests need: Debian's chromium (the browser tests; Playwright never
+# downloads a browser here) and Graphviz's `dot` (diagram images). Installed when missing
+# and we may (root with apt-get); otherwise the tests that need them skip, saying why.
+DEBIAN_TEST_PACKAGES := $(if $(wildcard $(CHROMIUM)),,chromium) $(if $(shell command -v dot),,graphviz)
+
+browser-deps: system-deps
+
+system-deps:
+	@missing="$(strip $(DEBIAN_TEST_PACKAGES))"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing chromium for the browser tests"; \
+		echo "installing $$missing for the tests"; \
 		{ DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
-		|| echo "warning: could not install chromium; browser tests will be skipped"; \
-	else echo "note: $(CHROMIUM) missing and not root; browser tests will be skipped"; fi
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+		|| echo "warning: could not install $$missing; the tests that need them will skip"; \
+	else echo "note: $$missing missing and not root; the tests that need them will skip"; fi
 
 $(E2E_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,e2e]'
