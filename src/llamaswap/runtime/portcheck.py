@@ -1,7 +1,7 @@
 """Is a model's port already taken by someone else? Asked before its upstream starts.
 
 Two models with one fixed port, or a leftover server on it, would answer a health check
-for the model being started: llamaswap would then call another process's 200 "ready"
+for the model being started: llamaswap would then take another process's 200 for readiness
 and send the model's requests to it. So for a proxy on this machine (127.0.0.0/8,
 localhost, ::1, 0.0.0.0, ::) a connection attempt first asks whether anything listens
 there at all (a fraction of a millisecond; reading /proc/net/tcp costs milliseconds
