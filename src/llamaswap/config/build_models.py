@@ -122,6 +122,7 @@ def build_model(
         capabilities=_capabilities(raw.capabilities, (*path, "capabilities"), problems),
         ignore_websockets=ignore_websockets,
         resources=_resources(raw.resources, defaults.capacity, (*path, "resources"), problems),
+        swappable=raw.swappable,
         port=port,
     )
 

@@ -75,6 +75,7 @@ class ModelConfig(_Frozen):
     capabilities: Capabilities | None = None
     ignore_websockets: bool = Field(False, alias="ignoreWebsockets")
     resources: dict[str, float] = Field(default_factory=dict)
+    swappable: bool = True
     port: int | None = None
 
     @property

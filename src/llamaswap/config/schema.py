@@ -103,6 +103,7 @@ class RawModel(Section):
     capabilities: RawCapabilities | None = None
     compat: RawCompat = Field(default_factory=RawCompat)
     resources: dict[str, YNum] = Field(default_factory=dict)
+    swappable: bool = True  # ours (llama-swap #1127): false = never evicted to make room
 
 
 class RawPeer(Section):

@@ -52,6 +52,7 @@ class Ticket:
         "_delivered",
         "_outcome",
         "abandoned",
+        "keep_alive",
         "may_load",
         "model",
         "on_admitted",
@@ -66,10 +67,12 @@ class Ticket:
         on_position: Callable[[int], None] | None = None,
         on_admitted: Callable[[], None] | None = None,
         may_load: bool = True,
+        keep_alive: float | None = None,
     ) -> None:
         self.request_id = request_id
         self.model = model
         self.may_load = may_load
+        self.keep_alive = keep_alive
         self.on_position = on_position
         self.on_admitted = on_admitted
         self.abandoned = False

@@ -181,6 +181,7 @@ class RouterActor(Actor):
         on_position: Callable[[int], None] | None = None,
         on_admitted: Callable[[], None] | None = None,
         may_load: bool = True,
+        keep_alive: float | None = None,
     ) -> AsyncIterator[Lease]:
         """Wait for `model` and hold it while the body runs; raises RoutingError.
 
@@ -190,8 +191,10 @@ class RouterActor(Actor):
         queue and never triggers a load; a grant that raced the cancellation is handed
         back. With `may_load=False` the router decides at once: a lease if the model
         is ready and staying, else ModelNotLoaded (nothing is started or queued).
+        `keep_alive` sets the model's idle time from the end of this request (seconds;
+        0: unload once idle; negative: never; None: its configured ttl).
         """
-        ticket = Ticket(next(self._ids), model, on_position, on_admitted, may_load)
+        ticket = Ticket(next(self._ids), model, on_position, on_admitted, may_load, keep_alive)
         if not self.post(_Submit(ticket, time.monotonic())):
             raise ShuttingDown()
         try:
@@ -211,9 +214,9 @@ class RouterActor(Actor):
         finally:
             self.post(_Finish(outcome.request_id))
 
-    async def load(self, model: str) -> None:
+    async def load(self, model: str, keep_alive: float | None = None) -> None:
         """Load `model` as a request would (same policy), without sending it anything."""
-        async with self.lease(model):
+        async with self.lease(model, keep_alive=keep_alive):
             pass
 
     async def unload(self, models: Iterable[str] | None = None, grace: float | None = None) -> None:
@@ -258,7 +261,11 @@ class RouterActor(Actor):
             case _Submit(ticket=ticket, arrival=arrival):
                 self._tickets[ticket.request_id] = ticket
                 request = Request(
-                    ticket.request_id, ticket.model, arrival, may_load=ticket.may_load
+                    ticket.request_id,
+                    ticket.model,
+                    arrival,
+                    may_load=ticket.may_load,
+                    keep_alive=ticket.keep_alive,
                 )
                 scheduler.submit(request, now)
                 if ticket.request_id in self._tickets:

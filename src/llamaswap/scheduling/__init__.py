@@ -11,6 +11,7 @@ from .errors import (
     TooManyRequests,
     Unschedulable,
 )
+from .pinning import Pinned
 from .policies import (
     CannotFit,
     CapacityGuard,
@@ -39,6 +40,7 @@ __all__ = [
     "ModelNotLoaded",
     "ModelRules",
     "ModelUnloaded",
+    "Pinned",
     "Policy",
     "ReloadInProgress",
     "Request",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from llamaswap.config import Config
 
+from .pinning import Pinned
 from .policies import (
     CapacityGuard,
     FitPolicy,
@@ -27,6 +28,7 @@ def model_rules(config: Config) -> dict[str, ModelRules]:
             limit=model.concurrency_limit,
             priority=config.routing.priority(model_id),
             ttl=float(model.ttl),
+            swappable=model.swappable,
         )
         for model_id, model in config.models.items()
     }
@@ -67,10 +69,11 @@ def build_policy(config: Config, *, guard: bool = True) -> Policy:
     """
     routing = config.routing
     resources = resources_of(config)
+    pinned = frozenset(m for m, model in config.models.items() if not model.swappable)
     if routing.router == "fit":
         if resources is None:
             raise ValueError("routing.router.use: fit needs top-level resources")
-        return FitPolicy(resources)
+        return _pin(FitPolicy(resources, pinned), pinned)
     policy: Policy
     if routing.router == "matrix":
         if routing.matrix is None:
@@ -78,6 +81,12 @@ def build_policy(config: Config, *, guard: bool = True) -> Policy:
         policy = MatrixPolicy(matrix_alternatives(config), routing.matrix.evict_costs)
     else:
         policy = GroupPolicy(groups_of(config))
+    policy = _pin(policy, pinned)
     if guard and resources is not None:
         return CapacityGuard(policy, resources)
     return policy
+
+
+def _pin(policy: Policy, pinned: frozenset[str]) -> Policy:
+    """`policy`, never evicting the models with `swappable: false` (if there are any)."""
+    return Pinned(policy, pinned) if pinned else policy

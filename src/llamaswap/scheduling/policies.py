@@ -254,8 +254,9 @@ class FitPolicy:
 
     name = "fit"
 
-    def __init__(self, resources: Resources) -> None:
+    def __init__(self, resources: Resources, pinned: Collection[str] = frozenset()) -> None:
         self.resources = resources
+        self.pinned = frozenset(pinned)  # never evicted (swappable: false)
 
     def evict_for(
         self, target: str, running: Collection[str], usage: Usage = NO_USAGE
@@ -263,10 +264,11 @@ class FitPolicy:
         if target in running and self.resources.fits(running):
             return ()
         keep = [m for m in running if m != target]
-        return tuple(sorted(_fill_to_fit(target, keep, self.resources, usage, frozenset())))
+        protected = self.protected(target)
+        return tuple(sorted(_fill_to_fit(target, keep, self.resources, usage, protected)))
 
     def protected(self, target: str) -> frozenset[str]:
-        return frozenset()
+        return self.pinned - {target}
 
     def rule_for(self, target: str, other: str) -> str:
         return "resources"

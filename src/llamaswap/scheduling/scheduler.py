@@ -73,6 +73,7 @@ class ModelRules:
     limit: int = 10
     priority: int = 0
     ttl: float = 0.0  # idle seconds before unload; 0 = never
+    swappable: bool = True  # False: never evicted to make room, no ttl (llama-swap #1127)
 
 
 @dataclass(eq=False)
@@ -81,6 +82,10 @@ class Request:
 
     `may_load=False` (llama-swap's upstream.ignorePaths) is served only by a model that
     is ready and staying; it never starts, joins or queues for a swap.
+
+    `keep_alive` (Ollama's `keep_alive`, LM Studio's `ttl`) sets the model's idle time
+    from the end of this request: seconds, 0 = unload once idle, negative = never;
+    None = the model's configured ttl.
     """
 
     id: int
@@ -88,6 +93,7 @@ class Request:
     arrival: float
     priority: int = 0
     may_load: bool = True
+    keep_alive: float | None = None
 
 
 @dataclass
@@ -184,6 +190,8 @@ class Scheduler:
         self._reserved: dict[str, int] = {}  # queued + waiting + in flight, per model
         self._last_used: dict[str, float] = {}
         self._idle_since: dict[str, float] = {}
+        self._keep_alive: dict[str, float] = {}  # per model, from its last finished request
+        self._granted_keep_alive: dict[int, float] = {}  # in flight, asking for a keep-alive
         self._running: frozenset[str] | None = None  # cache of running(); see _changed()
         # a reload under way: requests that arrived meanwhile, the processes being
         # replaced, and the config that takes over once they have ended
@@ -249,9 +257,26 @@ class Scheduler:
         )
 
     def next_deadline(self) -> float | None:
-        """When `tick` should be called next (the earliest ttl expiry), if ever."""
-        deadlines = [since + self.rules[m].ttl for m, since in self._idle_since.items()]
+        """When `tick` should be called next (the earliest idle expiry), if ever."""
+        deadlines = [since + self._idle_limit(m) for m, since in self._idle_since.items()]
         return min(deadlines) if deadlines else None
+
+    def _idle_limit(self, model: str) -> float:
+        """Idle seconds before `model` unloads; only asked for models with a limit."""
+        limit = self._limit_of(model)
+        assert limit is not None
+        return limit
+
+    def _limit_of(self, model: str) -> float | None:
+        """The last finished request's keep-alive (negative: never), else the configured
+        ttl (0: never); a model that is not swappable has no ttl of its own."""
+        keep_alive = self._keep_alive.get(model)
+        if keep_alive is not None:
+            return None if keep_alive < 0 else keep_alive
+        rules = self.rules.get(model)
+        if rules is None or rules.ttl <= 0 or not rules.swappable:
+            return None
+        return rules.ttl
 
     def _changed(self) -> None:
         """Call after any change to the process view or the active swaps."""
@@ -314,6 +339,11 @@ class Scheduler:
         model = self._granted.pop(request_id, None)
         if model is None:
             return
+        keep_alive = self._granted_keep_alive.pop(request_id, None)
+        if keep_alive is None:
+            self._keep_alive.pop(model, None)
+        else:
+            self._keep_alive[model] = keep_alive
         remaining = self._in_flight[model] - 1
         self._release(model)
         self._last_used[model] = now
@@ -335,6 +365,7 @@ class Scheduler:
         self._changed()
         if new not in PROCESS_HOLDS_RESOURCES:
             self._leaving.discard(model)
+            self._keep_alive.pop(model, None)
         if old in PROCESS_SERVING and new not in PROCESS_SERVING and model in self._in_flight:
             self._effects.revoke(model, reason or f"{model} is {new}")
         if new in PROCESS_SERVING:
@@ -356,7 +387,7 @@ class Scheduler:
         expired = [
             m
             for m, since in self._idle_since.items()
-            if now >= since + self.rules[m].ttl and self._may_expire(m)
+            if now >= since + self._idle_limit(m) and self._may_expire(m)
         ]
         for model in sorted(expired):
             del self._idle_since[model]
@@ -692,6 +723,8 @@ class Scheduler:
         model = request.model
         if self._effects.grant(request):
             self._granted[request.id] = model
+            if request.keep_alive is not None:
+                self._granted_keep_alive[request.id] = request.keep_alive
             self._in_flight[model] = self._in_flight.get(model, 0) + 1
             self._last_used[model] = now
             self._idle_since.pop(model, None)
@@ -711,11 +744,9 @@ class Scheduler:
             del self._reserved[model]
 
     def _mark_idle(self, model: str, now: float) -> None:
-        """Start the ttl clock if the model is ready, unused and has a ttl."""
-        rules = self.rules.get(model)
+        """Start the idle clock if the model is serving, unused and has an idle limit."""
         if (
-            rules is not None
-            and rules.ttl > 0
+            self._limit_of(model) is not None
             and self.state_of(model) in PROCESS_SERVING
             and model not in self._leaving
             and model not in self._in_flight
