@@ -55,6 +55,8 @@ class StateLog:
         self._changed = anyio.Event()
 
     def __call__(self, event: ProcessStateChanged) -> None:
+        if not event.changed:
+            return  # an acknowledged command that changed nothing
         self.events.append(event)
         self._changed.set()
         self._changed = anyio.Event()

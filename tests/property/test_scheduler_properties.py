@@ -19,6 +19,7 @@ from llamaswap.scheduling import (
     MatrixAlternative,
     MatrixPolicy,
     ModelRules,
+    Pinned,
     Resources,
 )
 from llamaswap.verification import Scenario, build_exploration
@@ -69,6 +70,12 @@ SCENARIOS = {
         matrix_sets=SETS,
     ),
     "Fit": Scenario(RULES, FitPolicy(RESOURCES), max_wait=20, resources=RESOURCES),
+    "Pinned": Scenario(
+        {**RULES, "c": ModelRules(ttl=5, swappable=False)},
+        Pinned(GroupPolicy(DEFAULT_GROUPS), {"c"}),
+        max_wait=20,
+        groups=DEFAULT_GROUPS,
+    ),
     "GuardedGroups": Scenario(
         RULES,
         CapacityGuard(GroupPolicy(LOOSE_GROUPS), RESOURCES),

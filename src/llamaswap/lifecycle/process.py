@@ -17,6 +17,9 @@ Rules (h11's, applied to `spec/process.fsm.yaml`):
    sender broke the protocol).
 5. Every transition is announced (`Announce`) with its event and a reason, filled from
    the transition's `reason` template and the message's fields.
+6. Every announcement says how many commands the core has handled so far (`handled`),
+   and a command the state ignores is acknowledged (`Acknowledge`), so the sender can
+   tell an answer to its latest command from one that was already on its way.
 """
 
 from __future__ import annotations
@@ -141,16 +144,28 @@ class Terminate:
 
 @dataclass(frozen=True, slots=True)
 class Announce:
-    """The process moved from `old` to `new` on `event`, for `reason`."""
+    """The process moved from `old` to `new` on `event`, for `reason`, having handled
+    `handled` commands so far."""
 
     model: str
     old: ProcessState
     new: ProcessState
     event: ProcessEvent
     reason: str
+    handled: int = 0
 
 
-Effect = Spawn | PollHealth | StopHealthCheck | Terminate | Announce
+@dataclass(frozen=True, slots=True)
+class Acknowledge:
+    """A command changed nothing (the state ignores it); `handled` commands so far."""
+
+    model: str
+    state: ProcessState
+    event: ProcessEvent
+    handled: int
+
+
+Effect = Spawn | PollHealth | StopHealthCheck | Terminate | Announce | Acknowledge
 
 
 class ProcessCore:
@@ -173,6 +188,7 @@ class ProcessCore:
         self.model = model
         self.health_check = health_check
         self.generation = 0
+        self.handled = 0  # commands handled (ignored ones too): echoed in announcements
         self.grace = 0.0  # of the stop under way (used when a launch gets its pid)
         self.fault = ""  # why the last start failed, kept while failed or aborting
         self.spec: Spec = machine_class.fsm_spec  # type: ignore[attr-defined]
@@ -190,10 +206,15 @@ class ProcessCore:
 
     def handle(self, message: Message) -> list[Effect]:
         """Apply one message; the effects to perform, in order."""
-        if isinstance(message, Report) and message.generation != self.generation:
-            return []  # about an earlier spawn
+        if isinstance(message, Report):
+            if message.generation != self.generation:
+                return []  # about an earlier spawn
+        else:
+            self.handled += 1
         if self.ignores(message.event):
-            return []
+            if isinstance(message, Report):
+                return []
+            return [Acknowledge(self.model, self.state, message.event, self.handled)]
         if isinstance(message, Stop | ShutDown):
             self.grace = message.grace
         self._message = message
@@ -242,7 +263,7 @@ class ProcessCore:
             self.fault = reason
         elif old is ProcessState.FAILED:
             self.fault = ""
-        self._effects.append(Announce(self.model, old, new, event, reason))
+        self._effects.append(Announce(self.model, old, new, event, reason, self.handled))
 
     def _reason(
         self, message: Message | None, old: ProcessState, new: ProcessState, event: ProcessEvent

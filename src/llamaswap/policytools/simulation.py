@@ -26,6 +26,7 @@ from typing import Any
 from llamaswap.config import Config
 from llamaswap.fsm.names import PROCESS_HOLDS_RESOURCES, ProcessState
 from llamaswap.lifecycle.process import (
+    Acknowledge,
     Announce,
     Exited,
     Healthy,
@@ -379,14 +380,19 @@ class _VirtualRuntime(Effects):
                     self._at(self.now + seconds, partial(self._feed, model, Exited(generation, 0)))
                 case Announce():
                     self._announce(model, effect)
+                case Acknowledge(state=state, handled=handled):
+                    self._at(self.now, partial(self._hear, model, state, "", handled))
 
     def _announce(self, model: str, effect: Announce) -> None:
         """Keep the timeline; the scheduler hears it next, as the router's inbox delivers."""
         if effect.old is not ProcessState.STOPPED:
             self._close_span(model, effect.old)
         self._since[model] = self.now
-        changed = partial(self.scheduler.process_changed, model, effect.new)
-        self._at(self.now, lambda: changed(self.now, effect.reason))
+        self._at(self.now, partial(self._hear, model, effect.new, effect.reason, effect.handled))
+
+    def _hear(self, model: str, state: ProcessState, reason: str, handled: int) -> None:
+        """The scheduler hears a process (after the event that made it, as a router would)."""
+        self.scheduler.process_changed(model, state, self.now, reason, handled)
 
     def _close_span(self, model: str, state: ProcessState) -> None:
         start = self._since.get(model, self.now)

@@ -22,14 +22,24 @@ from llamaswap.fsm.names import ProcessEvent, ProcessState, RouterEvent, RouterS
 
 @dataclass(frozen=True, slots=True)
 class ProcessStateChanged:
-    """A process moved between lifecycle states (spec/process.fsm.yaml) on `event`."""
+    """A process moved between lifecycle states (spec/process.fsm.yaml) on `event`.
+
+    `handled` counts the commands the process had handled by then. A process also tells
+    its router about a command it ignored, with `old == new` (`changed` is False): the
+    router's scheduler needs it, observers on the bus never see it.
+    """
 
     model: str
     old: ProcessState
     new: ProcessState
     event: ProcessEvent
     reason: str = ""
+    handled: int = 0
     at: float = field(default_factory=time.time)
+
+    @property
+    def changed(self) -> bool:
+        return self.old != self.new
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from llamaswap.fsm.names import (
     ProcessState,
 )
 from llamaswap.lifecycle.process import (
+    Acknowledge,
     Announce,
     Effect,
     Exited,
@@ -281,6 +282,10 @@ class ProcessActor(Actor):
                     self._terminate(grace)
                 case Announce():
                     self._announce(effect)
+                case Acknowledge(state=state, event=event, handled=handled):
+                    ack = ProcessStateChanged(self.model, state, state, event, handled=handled)
+                    for listener in list(self._listeners):
+                        listener(ack)
 
     # -- effects -------------------------------------------------------------------------------
 
@@ -321,7 +326,12 @@ class ProcessActor(Actor):
         if new not in PROCESS_HOLDS_RESOURCES:
             self._upstream = None
         event = ProcessStateChanged(
-            self.model, effect.old, new, event=effect.event, reason=effect.reason
+            self.model,
+            effect.old,
+            new,
+            event=effect.event,
+            reason=effect.reason,
+            handled=effect.handled,
         )
         for listener in list(self._listeners):
             listener(event)

@@ -140,7 +140,7 @@ class RouterActor(Actor):
         self._timer: anyio.CancelScope | None = None
         self._timer_deadline: float | None = None
         # operators waiting for a call to take effect
-        self._unloads: list[tuple[tuple[str, ...], Reply]] = []
+        self._unloads: list[tuple[dict[str, int], Reply]] = []  # command marks, caller
         self._next_config: Config | None = None  # a reload under way
         self._reload_replies: list[Reply] = []
         self._shutdown_replies: list[Reply] = []
@@ -279,14 +279,18 @@ class RouterActor(Actor):
             case _ProcessChanged(actor=actor, event=event):
                 if actor not in (self.processes.get(event.model), self._retiring.get(event.model)):
                     return  # an actor a reload has already replaced
-                self.bus.publish(event)  # after the router received it: observers never lead
-                scheduler.process_changed(event.model, event.new, now, event.reason)
+                if event.changed:  # after the router received it: observers never lead
+                    self.bus.publish(event)
+                scheduler.process_changed(
+                    event.model, event.new, now, event.reason, handled=event.handled
+                )
             case _Tick():
                 self._timer_deadline = None
                 scheduler.tick(now)
             case _Unload(models=models, grace=grace, reply=reply):
                 names = models if models is not None else list(self.processes)
-                self._unloads.append((scheduler.unload(names, now, grace), reply))
+                targets = scheduler.unload(names, now, grace)
+                self._unloads.append((scheduler.marks(targets), reply))
             case _Reload():
                 self._begin_reload(message, now)
             case _Shutdown(grace=grace, reply=reply):
@@ -321,7 +325,7 @@ class RouterActor(Actor):
         """Answer the unloads, reloads and shutdowns that have taken effect."""
         scheduler = self._scheduler
         if self._unloads:
-            done = [(m, r) for m, r in self._unloads if scheduler.unloaded(m)]
+            done = [(m, r) for m, r in self._unloads if scheduler.rested(m)]
             for _, reply in done:
                 answer(reply)
             self._unloads = [entry for entry in self._unloads if entry not in done]

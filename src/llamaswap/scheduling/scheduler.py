@@ -10,12 +10,15 @@ Rules:
 
 1. What the scheduler knows of a process is what the process announced
    (`process_changed`), nothing predicted. Beside it the scheduler keeps only its own
-   commitments: the swaps it decided, and the models it told to stop and has not yet
-   heard stop (`leaving`).
-2. A start is sent only to a process announced at rest (not holding resources) and not
-   leaving, so no announcement still on its way can be mistaken for the start's outcome:
-   a swap that launched its target ends on `serving` (grant the waiters) or `error`
-   (fail them with the reason), and ignores everything else.
+   commitments: the swaps it decided, how many commands it sent each process, and the
+   models it told to stop and has not yet heard at rest (`leaving`).
+2. Every announcement says how many commands the process had handled. One that does
+   not count every command sent so far was on its way before the latest command
+   arrived: it updates the view, but answers nothing. So a model is at rest only when
+   it says so having handled everything it was sent; a start goes only to a model at
+   rest; and a swap that launched its target ends on the target's first `serving`
+   (grant the waiters) or `error` (fail them with the reason) after it handled the
+   start.
 3. The router's own lifecycle (accepting, reloading, draining, shutdown) is the machine
    generated from `spec/router.fsm.yaml`, owned here: the reload and drain protocols run
    the same in the server, the simulator and the property suite.
@@ -105,6 +108,7 @@ class Swap:
     waiters: list[Request] = field(default_factory=list)
     started: float = 0.0
     launched: bool = False  # the target was sent its start
+    start_seq: int = 0  # the number of that start among the commands the target got
 
 
 def _seniority(request: Request) -> tuple[float, int]:
@@ -182,6 +186,9 @@ class Scheduler:
         self._effects = effects
         self._view: dict[str, ProcessState] = dict.fromkeys(self.rules, ProcessState.STOPPED)
         self._leaving: set[str] = set()  # told to stop; not yet announced at rest
+        self._sent: dict[str, int] = {}  # commands sent to each process
+        self._heard: dict[str, int] = {}  # the most commands a process said it handled
+        self._rested: dict[str, int] = {}  # ... when last heard not holding resources
         self._active: dict[str, Swap] = {}
         self._queue: list[Request] = []
         self._waiting: dict[int, Request] = {}  # admitted, not yet granted
@@ -249,12 +256,14 @@ class Scheduler:
             self._running = frozenset(running | self._active.keys() | self._leaving)
         return self._running
 
-    def unloaded(self, models: Iterable[str]) -> bool:
-        """Every one of `models` is at rest and not told to stop (an unload is done)."""
-        return all(
-            m not in self._leaving and self.state_of(m) not in PROCESS_HOLDS_RESOURCES
-            for m in models
-        )
+    def marks(self, models: Iterable[str]) -> dict[str, int]:
+        """The number of commands sent to each of `models` so far (for `rested`)."""
+        return {m: self._sent.get(m, 0) for m in models}
+
+    def rested(self, marks: Mapping[str, int]) -> bool:
+        """Has each model been heard at rest after handling its first `marks[m]`
+        commands? (An unload is done, even if a later request started it again.)"""
+        return all(self._rested.get(m, 0) >= mark for m, mark in marks.items())
 
     def next_deadline(self) -> float | None:
         """When `tick` should be called next (the earliest idle expiry), if ever."""
@@ -287,8 +296,17 @@ class Scheduler:
         return self.running() - (self._leaving - self._active.keys())
 
     def _at_rest(self, model: str) -> bool:
-        """Announced not holding resources, and not told to stop since."""
-        return model not in self._leaving and self.state_of(model) not in PROCESS_HOLDS_RESOURCES
+        """Announced not holding resources after handling every command sent to it."""
+        return (
+            model not in self._leaving
+            and self._heard.get(model, 0) >= self._sent.get(model, 0)
+            and self.state_of(model) not in PROCESS_HOLDS_RESOURCES
+        )
+
+    def _command(self, model: str) -> int:
+        """Count a command about to be sent to `model`'s process; its number."""
+        sent = self._sent[model] = self._sent.get(model, 0) + 1
+        return sent
 
     # -- events: requests ---------------------------------------------------------------------
 
@@ -356,15 +374,22 @@ class Scheduler:
 
     # -- events: processes and time ---------------------------------------------------------
 
-    def process_changed(self, model: str, new: ProcessState, now: float, reason: str = "") -> None:
-        """A process announced its new state (with the reason of the transition)."""
+    def process_changed(
+        self, model: str, new: ProcessState, now: float, reason: str = "", handled: int = 0
+    ) -> None:
+        """A process announced its state (a change with its reason, or an acknowledged
+        command that changed nothing), having handled `handled` commands."""
         old = self._view.get(model)
         if old is None:
             return  # not a process of this scheduler (any more)
         self._view[model] = new
+        heard = self._heard[model] = max(self._heard.get(model, 0), handled)
+        current = heard >= self._sent.get(model, 0)
         self._changed()
         if new not in PROCESS_HOLDS_RESOURCES:
-            self._leaving.discard(model)
+            self._rested[model] = heard
+            if current:
+                self._leaving.discard(model)
             self._keep_alive.pop(model, None)
         if old in PROCESS_SERVING and new not in PROCESS_SERVING and model in self._in_flight:
             self._effects.revoke(model, reason or f"{model} is {new}")
@@ -373,7 +398,7 @@ class Scheduler:
         else:
             self._idle_since.pop(model, None)
         swap = self._active.get(model)
-        if swap is not None and swap.launched:
+        if swap is not None and swap.launched and handled >= swap.start_seq:
             if new in PROCESS_SERVING:
                 self._complete(swap, None, now)
             elif new in PROCESS_ERROR:
@@ -401,7 +426,7 @@ class Scheduler:
         self, models: Iterable[str], now: float, grace: float | None = None
     ) -> tuple[str, ...]:
         """Fail everyone waiting for `models`, cut their requests, stop them; return the
-        known ones (`unloaded()` tells when they have stopped).
+        known ones (`rested(marks(...))` tells when they have stopped).
 
         llama-swap #125: an unload does not wait for requests in flight, it cuts them.
         """
@@ -456,6 +481,7 @@ class Scheduler:
                 self._effects.revoke(model, "config reloaded")
             self._idle_since.pop(model, None)
             self._leaving.add(model)
+            self._command(model)
             self._effects.shut_down(model, "config reloaded")
         self._retiring = set(replaced)
         self._changed()
@@ -481,6 +507,7 @@ class Scheduler:
             if model in self._in_flight:
                 self._effects.revoke(model, "llamaswap is shutting down")
             if self._view[model] not in PROCESS_FINAL:
+                self._command(model)
                 self._effects.shut_down(model, "llamaswap is shutting down")
         self._changed()
         self._settle_lifecycle(now)
@@ -504,9 +531,12 @@ class Scheduler:
             self._view.pop(model, None)
             self._leaving.discard(model)
             self._last_used.pop(model, None)
-        for model in fresh:
+        for model in fresh:  # a new process: no command sent, nothing heard yet
             self._view[model] = ProcessState.STOPPED
             self._leaving.discard(model)
+            self._sent.pop(model, None)
+            self._heard.pop(model, None)
+            self._rested.pop(model, None)
         self.rules = rules
         self.policy = policy
         self._retiring.clear()
@@ -544,6 +574,7 @@ class Scheduler:
             self._complete(swap, None, now)
         elif self._at_rest(target):
             swap.launched = True
+            swap.start_seq = self._command(target)
             self._effects.start(target, "requested")
 
     def _complete(self, swap: Swap, error: str | None, now: float) -> None:
@@ -569,6 +600,7 @@ class Scheduler:
         if launched or state in PROCESS_HOLDS_RESOURCES or state in PROCESS_ERROR:
             self._leaving.add(model)
             self._changed()
+            self._command(model)
             self._effects.stop(model, reason, grace)
 
     def _cancel_swap_of(self, target: str, make_error: Callable[[str], RoutingError]) -> bool:

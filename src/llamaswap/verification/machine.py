@@ -116,6 +116,7 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
     request_models = st.sampled_from([*models, UNKNOWN_MODEL])
     subsets = st.lists(st.sampled_from(models), unique=True, max_size=2) if models else st.just([])
     outcomes = st.sampled_from([True, True, True, False])
+    keep_alives = st.sampled_from([None, None, None, 0.0, 5.0, -1.0])
 
     class RoutingExploration(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -130,13 +131,14 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
 
         # -- clients ---------------------------------------------------------------------
 
-        @rule(model=request_models)
-        def request_arrives(self, model: str) -> None:
+        @rule(model=request_models, keep_alive=keep_alives)
+        def request_arrives(self, model: str, keep_alive: float | None) -> None:
             self.next_id += 1
             rid, now = self.next_id, self.world.now
-            self.world.requests[rid] = ClientRequest(rid, model, now)
-            self.world.say(f"request #{rid} for {model} arrives")
-            self.scheduler.submit(Request(rid, model, now), now)
+            self.world.requests[rid] = ClientRequest(rid, model, now, keep_alive=keep_alive)
+            asks = "" if keep_alive is None else f" (keep_alive {keep_alive:g})"
+            self.world.say(f"request #{rid} for {model} arrives{asks}")
+            self.scheduler.submit(Request(rid, model, now, keep_alive=keep_alive), now)
 
         @rule(model=request_models)
         def request_that_may_not_load_arrives(self, model: str) -> None:
@@ -287,6 +289,7 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
             self.world.say(f"{seconds:g}s pass")
             self.world.now += seconds
             self.scheduler.tick(self.world.now)
+            self.world.check_expired()
 
         @rule(chosen=subsets)
         def operator_unloads(self, chosen: list[str]) -> None:

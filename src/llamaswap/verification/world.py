@@ -20,8 +20,14 @@ from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from llamaswap.fsm.names import PROCESS_FINAL, PROCESS_HOLDS_RESOURCES, ProcessState
+from llamaswap.fsm.names import (
+    PROCESS_FINAL,
+    PROCESS_HOLDS_RESOURCES,
+    PROCESS_SERVING,
+    ProcessState,
+)
 from llamaswap.lifecycle.process import (
+    Acknowledge,
     Announce,
     Command,
     Effect,
@@ -68,6 +74,7 @@ class ClientRequest:
     status: str = "waiting"  # waiting | granted | finished | rejected | cancelled
     gone: bool = False  # the client left; its cancel may not have reached the router yet
     revoked: bool = False  # granted, then cut by the router (unload, crash, reload)
+    keep_alive: float | None = None  # asked for: seconds, 0 = unload once idle, < 0 = never
     joined_step: int | None = None  # the step in which it was first seen waiting on a swap
     error: str = ""
 
@@ -100,7 +107,7 @@ class World:
     scenario: Scenario
     now: float = 0.0
     processes: dict[str, SimProcess] = field(default_factory=dict)
-    announcements: deque[tuple[SimProcess, Announce]] = field(default_factory=deque)
+    announcements: deque[tuple[SimProcess, Announce | Acknowledge]] = field(default_factory=deque)
     delivered: dict[str, ProcessState] = field(default_factory=dict)  # what the router heard
     told_to_stop: set[str] = field(default_factory=set)  # since the model's last start
     swaps: dict[str, tuple[str, ...]] = field(default_factory=dict)  # target -> evict
@@ -111,6 +118,8 @@ class World:
     step: int = 0  # rules run so far
     violated: bool = False  # an invariant already failed: later judgements are moot
     starving_since: dict[int, int] = field(default_factory=dict)  # request id -> step
+    idle_since: dict[str, float] = field(default_factory=dict)  # serving and unused since
+    keep_alive: dict[str, float] = field(default_factory=dict)  # from the last finished request
     log: list[str] = field(default_factory=list)
     scheduler: Scheduler | None = None
 
@@ -152,6 +161,12 @@ class World:
         client = self.requests[request_id]
         client.status = "finished"
         self.last_used[client.model] = self.now
+        if client.keep_alive is None:
+            self.keep_alive.pop(client.model, None)
+        else:
+            self.keep_alive[client.model] = client.keep_alive
+        if not self.in_flight(client.model):
+            self.idle_since[client.model] = self.now
 
     def say(self, text: str) -> None:
         self.log.append(f"t={self.now:g}s {text}")
@@ -180,14 +195,26 @@ class World:
             case Announce():
                 self.announcements.append((process, effect))
                 self.say(f"{process.model} is {effect.new} ({effect.event})")
+            case Acknowledge():
+                self.announcements.append((process, effect))
 
     def deliver_announcement(self) -> None:
         """The router handles the oldest announcement in its inbox."""
         process, announce = self.announcements.popleft()
         if process is not self.processes.get(process.model):
             return  # an announcement of a process a reload has already replaced
-        self.delivered[process.model] = announce.new
-        self._sched().process_changed(announce.model, announce.new, self.now, announce.reason)
+        model = process.model
+        if isinstance(announce, Acknowledge):
+            self._sched().process_changed(model, announce.state, self.now, "", announce.handled)
+            return
+        self.delivered[model] = announce.new
+        if announce.new in PROCESS_SERVING:
+            self.idle_since[model] = self.now
+        if announce.new not in PROCESS_HOLDS_RESOURCES:
+            self.keep_alive.pop(model, None)
+        self._sched().process_changed(
+            model, announce.new, self.now, announce.reason, announce.handled
+        )
 
     # -- Effects ---------------------------------------------------------------------------
 
@@ -235,6 +262,8 @@ class World:
                 f"{reason} stop of {model} with {busy} requests in flight",
                 models=frozenset({model}),
             )
+        if reason == "ttl":
+            self._check_expiry(model)
         self.told_to_stop.add(model)
         self.processes[model].inbox.append(Stop(STOP_GRACE if grace is None else grace, reason))
         self.say(f"the router stops {model} ({reason})")
@@ -279,6 +308,13 @@ class World:
                     models=frozenset({model, target}),
                 )
             self._check_persistent(target, model)
+            if not self.scenario.rules[model].swappable:
+                raise self._violation(
+                    "not swappable",
+                    f"swap to {target} evicts {model}, which has swappable: false",
+                    models=frozenset({model, target}),
+                    rule=f"models.{model}.swappable: false",
+                )
         first = self._sched().active_swaps()[target].waiters[0]
         self._check_starvation(target, self.requests[first.id], "started", evict)
         self.swaps[target] = evict
@@ -290,6 +326,48 @@ class World:
         self.say(f"swap to {target} ends" + (f": {error}" if error else ""))
 
     # -- judgements ------------------------------------------------------------------------
+
+    def idle_limit(self, model: str) -> float | None:
+        """How long `model` may stay idle, from the config and the clients' keep-alives
+        (judged here without the scheduler's helpers)."""
+        keep_alive = self.keep_alive.get(model)
+        if keep_alive is not None:
+            return None if keep_alive < 0 else keep_alive
+        rules = self.scenario.rules[model]
+        return rules.ttl if rules.ttl > 0 and rules.swappable else None
+
+    def _check_expiry(self, model: str) -> None:
+        limit = self.idle_limit(model)
+        since = self.idle_since.get(model, self.now)
+        if limit is None or self.now < since + limit - 1e-9:
+            allowed = "never" if limit is None else f"after {limit:g}s idle"
+            raise self._violation(
+                "idle limit",
+                f"{model} stopped for ttl after {self.now - since:g}s idle; it may go {allowed}",
+                models=frozenset({model}),
+            )
+
+    def check_expired(self) -> None:
+        """After the clock moved: every model idle past its limit has been told to stop
+        (unless something still needs it: requests waiting for it, or a swap)."""
+        waiting = {r.model for r in self.requests.values() if r.status == "waiting"}
+        busy = {r.model for r in self.requests.values() if r.status == "granted"}
+        swapping = set(self.swaps) | {m for evict in self.swaps.values() for m in evict}
+        for model, state in self.delivered.items():
+            limit = self.idle_limit(model)
+            if (
+                limit is None
+                or state not in PROCESS_SERVING
+                or model in self.told_to_stop | waiting | busy | swapping
+                or self.now < self.idle_since.get(model, self.now) + limit
+            ):
+                continue
+            raise self._violation(
+                "idle limit",
+                f"{model} has been idle {self.now - self.idle_since[model]:g}s, past its "
+                f"limit of {limit:g}s, and was not stopped",
+                models=frozenset({model}),
+            )
 
     def _check_persistent(self, target: str, evicted: str) -> None:
         group = self.scenario.group_of(evicted)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ class Recorder:
     last_positions: dict[int, int] = field(default_factory=dict)
     gone: set[int] = field(default_factory=set)
     granted_requests: list[Request] = field(default_factory=list)
+    commands: Counter[str] = field(default_factory=Counter)  # sent to each process
 
     def grant(self, request: Request) -> bool:
         if request.id in self.gone:
@@ -47,13 +49,16 @@ class Recorder:
 
     def start(self, model: str, reason: str) -> None:
         self.starts.append(model)
+        self.commands[model] += 1
 
     def stop(self, model: str, reason: str, grace: float | None) -> None:
         self.stops.append((model, reason))
         self.graces.append(grace)
+        self.commands[model] += 1
 
     def shut_down(self, model: str, reason: str) -> None:
         self.shut_downs.append(model)
+        self.commands[model] += 1
 
     def revoke(self, model: str, reason: str) -> None:
         self.revokes.append((model, reason))
@@ -99,8 +104,14 @@ class Harness:
         self.scheduler.submit(request, self.now)
         return self._next_id
 
-    def announce(self, model: str, state: ProcessState, reason: str = "") -> None:
-        self.scheduler.process_changed(model, state, self.now, reason)
+    def announce(
+        self, model: str, state: ProcessState, reason: str = "", handled: int | None = None
+    ) -> None:
+        """The process of `model` announces `state`; by default having handled every
+        command sent so far (`handled` smaller: an announcement that was on its way)."""
+        if handled is None:
+            handled = self.effects.commands[model]
+        self.scheduler.process_changed(model, state, self.now, reason, handled)
 
     def ready(self, *models: str) -> None:
         for model in models:

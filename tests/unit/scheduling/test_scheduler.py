@@ -184,16 +184,17 @@ def test_unload_releases_swap_waiters() -> None:
     h = Harness(["a"])
     ids = [h.request("a"), h.request("a")]
     assert h.scheduler.unload(["a"], h.now) == ("a",)
+    marks = h.scheduler.marks(["a"])
     assert h.effects.rejected_ids() == ids
     assert all(isinstance(e, ModelUnloaded) for _, e in h.effects.rejects)
     assert h.effects.ended_swaps == [("a", str(ModelUnloaded("a")))]
     assert h.effects.stops == [("a", "unload")], "its start was already sent: stop it"
-    assert not h.scheduler.unloaded(["a"])
+    assert not h.scheduler.rested(marks)
     h.announce("a", ProcessState.LAUNCHING)  # the start arrived first...
-    assert not h.scheduler.unloaded(["a"])
+    assert not h.scheduler.rested(marks)
     h.announce("a", ProcessState.STOPPING)  # ...then the stop
     h.stopped("a")
-    assert h.scheduler.unloaded(["a"])
+    assert h.scheduler.rested(marks)
 
 
 def test_unload_drops_queued_requests_without_starting_them() -> None:
@@ -531,10 +532,11 @@ def test_unloading_a_failed_model_clears_the_failure() -> None:
     h = Harness(["a"])
     h.announce("a", ProcessState.FAILED, "boom")
     h.scheduler.unload(["a"], h.now)
+    marks = h.scheduler.marks(["a"])
     assert h.effects.stops == [("a", "unload")]
-    assert not h.scheduler.unloaded(["a"])
+    assert not h.scheduler.rested(marks)
     h.stopped("a")
-    assert h.scheduler.unloaded(["a"])
+    assert h.scheduler.rested(marks)
 
 
 def test_shutdown_drains_until_every_process_has_ended() -> None:
