@@ -13,10 +13,9 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from llamaswap.commands import run as run_command
-from llamaswap.commands.parsing import Parser, spellings
+from llamaswap.commands.parsing import Parser
 
 # name -> (module, one-line help). Each module defines `add_arguments(parser)` and
 # `run(args) -> int`.
@@ -36,28 +35,8 @@ USAGE = """llamaswap [-config FILE] [-config-dir DIR] [-listen ADDR] [-watch-con
        llamaswap COMMAND [options]"""
 
 
-def version_line() -> str:
-    """llama-swap's `version: <v> (<commit>), built at <date>`, with what we know instead."""
-    import platform
-
-    from llamaswap import __version__
-
-    return f"version: {__version__} (llamaswap, Python {platform.python_version()})"
-
-
-class _Version(argparse.Action):
-    """`-version`: computed only when asked (reading the package metadata takes time)."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs=0, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
-        print(version_line())
-        parser.exit()
-
-
 def top_parser() -> Parser:
-    """llama-swap's command line: every `run` option, plus -version; no sub-command."""
+    """llama-swap's command line: every `run` option; no sub-command."""
     epilog = "commands (llamaswap COMMAND -h for their options):\n" + "\n".join(
         f"  {name:<10} {help_text}" for name, (_, help_text) in COMMANDS.items()
     )
@@ -69,7 +48,6 @@ def top_parser() -> Parser:
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(*spellings("version"), action=_Version, help="print the version and exit")
     run_command.add_arguments(parser)
     parser.set_defaults(_module=run_command)
     parser.commands_hint = frozenset(COMMANDS)

@@ -93,6 +93,26 @@ class Parser(argparse.ArgumentParser):
         return message
 
 
+def version_line() -> str:
+    """llama-swap's `version: <v> (<commit>), built at <date>`, with what we know instead."""
+    import platform
+
+    from llamaswap import __version__
+
+    return f"version: {__version__} (llamaswap, Python {platform.python_version()})"
+
+
+class VersionAction(argparse.Action):
+    """`-version`: computed only when asked (reading the package metadata takes time)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(version_line())
+        parser.exit()
+
+
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """`-config` / `-config-dir` (either dash count), shared by every command that loads one."""
     parser.add_argument(*spellings("config"), metavar="FILE", help="the config file")

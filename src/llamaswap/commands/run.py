@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from .parsing import add_source_arguments, spellings
+from .parsing import VersionAction, add_source_arguments, spellings
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_TLS_LISTEN = "127.0.0.1:8443"  # llama-swap moves to 8443 with TLS too
@@ -25,6 +25,7 @@ EXIT_BAD_CONFIG = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(*spellings("version"), action=VersionAction, help="print the version")
     add_source_arguments(parser)
     parser.add_argument(
         *spellings("listen"),

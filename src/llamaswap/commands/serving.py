@@ -18,7 +18,7 @@ from llamaswap.demo import demo_config
 from llamaswap.http.service import DEFAULT_MAX_BODY
 from llamaswap.server import RunOptions, run_server
 
-from .listen import Listen
+from .listen import Listen, is_loopback
 from .run import EXAMPLE_CONFIG, EXIT_BAD_CONFIG, describe_source
 from .summary import summary
 
@@ -54,11 +54,15 @@ def serve_until_stopped(
         ssl_context=ssl_context,
     )
     source = describe_source(args)
+    local_only = is_loopback(listen)  # before the event loop: a host name needs DNS
 
     def ready(service: object, bound_port: int) -> None:
         bound = Listen(listen.host, bound_port)
         tls = ssl_context is not None
-        print(summary(config, bound, tls=tls, source=source, example=EXAMPLE_CONFIG), flush=True)
+        text = summary(
+            config, bound, tls=tls, source=source, example=EXAMPLE_CONFIG, local_only=local_only
+        )
+        print(text, flush=True)
 
     try:
         anyio.run(

@@ -22,9 +22,16 @@ def _policy(config: Config) -> str:
 
 
 def summary(
-    config: Config, listen: Listen, *, tls: bool = False, source: str | None, example: str
+    config: Config,
+    listen: Listen,
+    *,
+    tls: bool = False,
+    source: str | None,
+    example: str,
+    local_only: bool | None = None,
 ) -> str:
-    """`source`: the config file(s) it runs, None for the built-in demo."""
+    """`source`: the config file(s) it runs, None for the built-in demo. `local_only`:
+    whether only this machine can connect (looked up when not given; may need DNS)."""
     demo = source is None
     url = listen.url(tls=tls)
     rows = [("MODEL", "PORT", "TTL", "PROXY")]
@@ -42,7 +49,7 @@ def summary(
         f"  listen: {url}   (OpenAI base URL: {url}/v1)",
         f"  web UI: {url}/ui",
     ]
-    if not is_loopback(listen):
+    if not (is_loopback(listen) if local_only is None else local_only):
         where = "every interface" if listen.every_interface else f"listening on {listen.host}"
         lines.append(
             f"  note:   other hosts on the network can reach it ({where}); "

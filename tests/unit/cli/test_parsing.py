@@ -79,12 +79,12 @@ def test_no_flags_at_all_is_the_server_too() -> None:
     assert args._module is run_command and args.config is None and args.listen is None
 
 
-@pytest.mark.parametrize("flag", ["-version", "--version"])
+@pytest.mark.parametrize("argv", [["-version"], ["--version"], ["run", "-version"]])
 def test_version_is_llama_swaps_format_with_our_version(
-    flag: str, capsys: pytest.CaptureFixture[str]
+    argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exited:
-        main([flag])
+        main(argv)
     assert exited.value.code == 0
     out = capsys.readouterr().out
     assert re.fullmatch(r"version: (\S+) \(llamaswap, Python [\d.]+\w*\)\n", out), out

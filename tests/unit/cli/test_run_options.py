@@ -64,3 +64,9 @@ def test_the_summary_of_an_https_server_on_every_interface() -> None:
 def test_no_warning_on_loopback() -> None:
     text = summary(demo_config(), parse_listen("localhost:8080"), source=None, example="x")
     assert "listen: http://localhost:8080" in text and "note:" not in text
+
+
+def test_the_caller_may_tell_whether_only_this_machine_connects() -> None:
+    listen = parse_listen("llm.internal:8080")  # a host name: no DNS lookup when told
+    assert "note:" in summary(demo_config(), listen, source=None, example="x", local_only=False)
+    assert "note:" not in summary(demo_config(), listen, source=None, example="x", local_only=True)
