@@ -25,9 +25,12 @@ StrPath = str | os.PathLike[str]
 def _warn_top_level_typos(tree: dict[str, Any], problems: Problems) -> None:
     """Unknown top-level keys are ignored without a word, as llama-swap ignores them
     (they often hold YAML anchors); one that is a near miss of a known key is a typo,
-    which would silently fall back to a default, so it gets a warning."""
+    which would silently fall back to a default, so it gets a warning. `x-` keys are
+    extension fields by convention (`x-models: &defaults`), never typos."""
     for key in tree:
-        if isinstance(key, str) and key not in TOP_LEVEL_KEYS and closest_key(key, TOP_LEVEL_KEYS):
+        if not isinstance(key, str) or key in TOP_LEVEL_KEYS or key.startswith("x-"):
+            continue
+        if closest_key(key, TOP_LEVEL_KEYS):
             problems.unknown_key((key,), TOP_LEVEL_KEYS)
 
 

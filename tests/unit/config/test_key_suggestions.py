@@ -20,7 +20,7 @@ def test_a_top_level_typo_is_named_with_the_key_meant() -> None:
     ]
 
 
-@pytest.mark.parametrize("key", ["x-anchors", "somethingNew", "myNotes"])
+@pytest.mark.parametrize("key", ["x-anchors", "x-models", "somethingNew", "myNotes"])
 def test_other_top_level_keys_stay_silent(key: str) -> None:
     assert load(f"{key}: {{a: 1}}\n").warnings == []
 
