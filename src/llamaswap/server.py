@@ -8,9 +8,11 @@ and the running config stays.
 
 from __future__ import annotations
 
+import functools
 import logging
 import resource
 import signal
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,6 +42,7 @@ class RunOptions:
     config_dir: str | None = None
     watch: bool = False
     max_body: int = DEFAULT_MAX_BODY
+    ssl_context: ssl.SSLContext | None = None  # HTTPS (-tls-cert-file/-tls-key-file)
 
 
 def make_service(config: Config, max_body: int = DEFAULT_MAX_BODY) -> Service:
@@ -123,7 +126,12 @@ async def run_server(
     async with anyio.create_task_group() as tg:
         await tg.start(service.router.run)
         try:
-            port = await tg.start(serve, build_app(service), options.host, options.port)
+            port = await tg.start(
+                functools.partial(serve, ssl_context=options.ssl_context),
+                build_app(service),
+                options.host,
+                options.port,
+            )
             if ready is not None:
                 ready(service, port)
             tg.start_soon(_handle_signals, service, options, stop)

@@ -249,4 +249,4 @@ def test_a_bad_listen_address_exits_2(listen: str) -> None:
         timeout=30,
     )
     assert result.returncode == 2
-    assert "--listen must be HOST:PORT" in result.stderr
+    assert f"listen address {listen!r}" in result.stderr

@@ -15,17 +15,11 @@ from typing import TextIO
 from llamaswap.config import format_config
 from llamaswap.config.report import load_or_report
 
+from .parsing import add_source_arguments
+
+__all__ = ["add_arguments", "add_source_arguments", "check", "run"]
+
 EXIT_INVALID = 2
-
-
-def add_source_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--config` / `--config-dir`, shared with `llamaswap run`."""
-    parser.add_argument("--config", metavar="FILE", help="the config file")
-    parser.add_argument(
-        "--config-dir",
-        metavar="DIR",
-        help="a directory whose *.yaml/*.yml files are merged after --config (sorted by name)",
-    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,29 +1,45 @@
-"""`llamaswap run`: start the proxy (on the built-in demo config unless --config is given)."""
+"""`llamaswap run`, and `llamaswap` with llama-swap's own flags: start the proxy.
+
+Both take the same options, each flag in llama-swap's spelling (`-config`) and the GNU
+one (`--config`), so a systemd unit or `docker run` line written for llama-swap works
+unchanged. The config is `-config`/`-config-dir`, else `./config.yaml` when it exists,
+else the built-in demo. Nothing heavy is imported until `run()`: `llamaswap --version`
+parses its arguments through `add_arguments`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from pathlib import Path
 
-from llamaswap.commands.config import add_source_arguments, check
+from .parsing import VersionAction, add_source_arguments, spellings
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_TLS_LISTEN = "127.0.0.1:8443"  # llama-swap moves to 8443 with TLS too
 LISTEN_VARIABLE = "LLAMASWAP_LISTEN"
+DEFAULT_CONFIG = "config.yaml"
 EXAMPLE_CONFIG = "docs/examples/llama-server.yaml"
 EXIT_BAD_CONFIG = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(*spellings("version"), action=VersionAction, help="print the version")
     add_source_arguments(parser)
     parser.add_argument(
-        "--listen",
-        default=None,
-        help=f"HOST:PORT to serve on (default {DEFAULT_LISTEN}, or ${LISTEN_VARIABLE})",
+        *spellings("listen"),
+        metavar="ADDR",
+        help=f"HOST:PORT, or :PORT for every interface (default {DEFAULT_LISTEN}, "
+        f"{DEFAULT_TLS_LISTEN} with TLS, or ${LISTEN_VARIABLE})",
     )
     parser.add_argument(
-        "--watch-config", action="store_true", help="reload when the config files change"
+        *spellings("watch-config"),
+        action="store_true",
+        help="reload when the config files change",
     )
+    parser.add_argument(*spellings("tls-cert-file"), metavar="FILE", help="serve HTTPS: PEM cert")
+    parser.add_argument(*spellings("tls-key-file"), metavar="FILE", help="... and its PEM key")
     parser.add_argument(
         "--validate",
         action="store_true",
@@ -45,13 +61,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"--listen must be HOST:PORT, got {value!r}")
-    return (host.strip("[]") or "0.0.0.0"), int(port)
-
-
 def backend_options(choice: str) -> dict[str, bool]:
     """anyio's asyncio backend options for `--event-loop` (uvloop cuts ~10% CPU per request)."""
     if choice == "asyncio":
@@ -65,60 +74,45 @@ def backend_options(choice: str) -> dict[str, bool]:
     return {"use_uvloop": True}
 
 
-def run(args: argparse.Namespace) -> int:
-    from llamaswap.commands.summary import summary
-    from llamaswap.config.report import load_or_report
-    from llamaswap.demo import demo_config
-    from llamaswap.http.service import DEFAULT_MAX_BODY
-    from llamaswap.server import RunOptions, run_server
+def default_config(args: argparse.Namespace) -> None:
+    """No -config nor -config-dir: take ./config.yaml when there is one, and say so first."""
+    if args.config or args.config_dir or not Path(DEFAULT_CONFIG).is_file():
+        return
+    args.config = DEFAULT_CONFIG
+    print(
+        f"llamaswap: using {Path(DEFAULT_CONFIG).resolve()} "
+        "(no -config given; found in the current directory)",
+        file=sys.stderr,
+        flush=True,
+    )
 
+
+def describe_source(args: argparse.Namespace) -> str | None:
+    """What the summary says is running; None for the built-in demo."""
+    parts = [p for p in (args.config, args.config_dir and f"{args.config_dir}/") if p]
+    return " + ".join(parts) or None
+
+
+def run(args: argparse.Namespace) -> int:
+    from .listen import parse_listen
+    from .tls import TLSProblem, server_context
+
+    default_config(args)
     if args.validate:
+        from .config import check
+
         if not (args.config or args.config_dir):
-            print("--validate needs --config or --config-dir", file=sys.stderr)
+            print("--validate needs -config or -config-dir", file=sys.stderr)
             return EXIT_BAD_CONFIG
         return check(args.config, args.config_dir)
     try:
-        host, port = parse_listen(args.listen or os.environ.get(LISTEN_VARIABLE) or DEFAULT_LISTEN)
+        ssl_context = server_context(args.tls_cert_file, args.tls_key_file)
+        fallback = DEFAULT_TLS_LISTEN if ssl_context else DEFAULT_LISTEN
+        listen = parse_listen(args.listen or os.environ.get(LISTEN_VARIABLE) or fallback)
         loop_options = backend_options(args.event_loop)
-    except ValueError as exc:
-        print(f"llamaswap run: {exc}", file=sys.stderr)
+    except (ValueError, TLSProblem) as exc:
+        print(f"llamaswap: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
-    if args.config or args.config_dir:
-        loaded = load_or_report(args.config, args.config_dir, sys.stderr)
-        if loaded is None:
-            print("llamaswap: nothing was started.", file=sys.stderr)
-            return EXIT_BAD_CONFIG
-        config = loaded
-    else:
-        config = demo_config()
-    options = RunOptions(
-        host=host,
-        port=port,
-        config_path=args.config,
-        config_dir=args.config_dir,
-        watch=args.watch_config,
-        max_body=args.max_body_size or DEFAULT_MAX_BODY,
-    )
+    from .serving import serve_until_stopped
 
-    def ready(service: object, bound_port: int) -> None:
-        demo = not (args.config or args.config_dir)
-        print(summary(config, host, bound_port, demo=demo, example=EXAMPLE_CONFIG), flush=True)
-
-    import functools
-
-    import anyio
-
-    try:
-        anyio.run(
-            functools.partial(run_server, config, options, ready=ready),
-            backend_options=loop_options,
-        )
-    except (OSError, BaseExceptionGroup) as raised:
-        errors = raised.subgroup(OSError) if isinstance(raised, BaseExceptionGroup) else raised
-        if errors is None:
-            raise
-        error = errors.exceptions[0] if isinstance(errors, BaseExceptionGroup) else errors
-        reason = getattr(error, "strerror", None) or error
-        print(f"llamaswap: cannot listen on {host}:{port}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+    return serve_until_stopped(args, listen, ssl_context, loop_options)

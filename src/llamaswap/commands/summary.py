@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from llamaswap.config import Config
 
+from .listen import Listen, is_loopback
+
 
 def _policy(config: Config) -> str:
     routing = config.routing
@@ -19,9 +21,19 @@ def _policy(config: Config) -> str:
     return "fit: " + ", ".join(f"{k}={v:g}" for k, v in config.resources.items())
 
 
-def summary(config: Config, host: str, port: int, *, demo: bool, example: str) -> str:
-    shown_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    url = f"http://{shown_host}:{port}"
+def summary(
+    config: Config,
+    listen: Listen,
+    *,
+    tls: bool = False,
+    source: str | None,
+    example: str,
+    local_only: bool | None = None,
+) -> str:
+    """`source`: the config file(s) it runs, None for the built-in demo. `local_only`:
+    whether only this machine can connect (looked up when not given; may need DNS)."""
+    demo = source is None
+    url = listen.url(tls=tls)
     rows = [("MODEL", "PORT", "TTL", "PROXY")]
     for model_id, model in config.models.items():
         ttl = f"{model.ttl}s" if model.ttl else "-"
@@ -31,12 +43,18 @@ def summary(config: Config, host: str, port: int, *, demo: bool, example: str) -
         "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows
     )
     lines = [
-        "llamaswap is running" + (" the built-in demo config" if demo else ""),
+        f"llamaswap is running {source or 'the built-in demo config'}",
         table,
         f"  policy: {_policy(config)}",
         f"  listen: {url}   (OpenAI base URL: {url}/v1)",
         f"  web UI: {url}/ui",
     ]
+    if not (is_loopback(listen) if local_only is None else local_only):
+        where = "every interface" if listen.every_interface else f"listening on {listen.host}"
+        lines.append(
+            f"  note:   other hosts on the network can reach it ({where}); "
+            f"-listen 127.0.0.1:{listen.port} keeps it on this machine"
+        )
     if demo:
         lines.append(
             f"  try:    curl {url}/v1/chat/completions -H 'Content-Type: application/json' "

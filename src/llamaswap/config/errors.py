@@ -7,6 +7,9 @@ broken config in one edit instead of one run per mistake.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -19,6 +22,12 @@ class Mark(NamedTuple):
 
     source: str
     line: int
+
+
+def closest_key(word: str, known: Iterable[str]) -> str | None:
+    """The known key `word` is a near miss of (`healthCheckTimout` -> `healthCheckTimeout`)."""
+    found = difflib.get_close_matches(word, list(known), n=1, cutoff=0.75)
+    return found[0] if found else None
 
 
 def format_path(path: PathT) -> str:
@@ -76,6 +85,8 @@ class Problems:
         self.source = source
         self.errors: list[ConfigProblem] = []
         self.warnings: list[ConfigProblem] = []
+        # path of a known key -> an unknown key beside it that is a near miss of it
+        self.typos: dict[str, ConfigProblem] = {}
 
     def locate(self, path: PathT) -> Mark | None:
         for depth in range(len(path), -1, -1):
@@ -100,6 +111,25 @@ class Problems:
         if problem not in self.warnings:
             self.warnings.append(problem)
 
+    def unknown_key(self, path: PathT, known: Iterable[str]) -> None:
+        """Warn that the last key of `path` is ignored, naming the known key it is a near
+        miss of; an error about that known key (`cmd is required`) will point back here."""
+        key = str(path[-1])
+        match = closest_key(key, known)
+        self.warn(
+            path, f"unknown key '{key}' ignored" + (f"; did you mean {match}?" if match else "")
+        )
+        if match:
+            self.typos[format_path((*path[:-1], match))] = self._problem(path, key, None)
+
+    def _explained(self, problem: ConfigProblem) -> ConfigProblem:
+        typo = self.typos.get(problem.path)
+        if typo is None:
+            return problem
+        where = f" on line {typo.line}" if typo.line is not None else ""
+        hint = f"; '{typo.message}'{where} may be a misspelling of it"
+        return dataclasses.replace(problem, message=problem.message + hint)
+
     def child(self) -> Problems:
         """A separate collector over the same marks (for checks whose errors are demoted)."""
         return Problems(self.marks, self.source)
@@ -111,7 +141,8 @@ class Problems:
         return _in_file_order(self.warnings)
 
     def error(self) -> ConfigError:
-        return ConfigError(_in_file_order(self.errors), _in_file_order(self.warnings))
+        errors = [self._explained(p) for p in self.errors]
+        return ConfigError(_in_file_order(errors), _in_file_order(self.warnings))
 
     def raise_if_any(self) -> None:
         if self.errors:

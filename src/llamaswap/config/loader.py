@@ -10,19 +10,34 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from llamaswap.config.build import build_config
-from llamaswap.config.errors import ConfigError, Problems
+from llamaswap.config.errors import ConfigError, Problems, closest_key
 from llamaswap.config.expansion import expand_document
 from llamaswap.config.models import Config
+from llamaswap.config.schema import TOP_LEVEL_KEYS
 from llamaswap.config.sources import Document, read_sources, read_text_source
 
 StrPath = str | os.PathLike[str]
 
 
+def _warn_top_level_typos(tree: dict[str, Any], problems: Problems) -> None:
+    """Unknown top-level keys are ignored without a word, as llama-swap ignores them
+    (they often hold YAML anchors); one that is a near miss of a known key is a typo,
+    which would silently fall back to a default, so it gets a warning. `x-` keys are
+    extension fields by convention (`x-models: &defaults`), never typos."""
+    for key in tree:
+        if not isinstance(key, str) or key in TOP_LEVEL_KEYS or key.startswith("x-"):
+            continue
+        if closest_key(key, TOP_LEVEL_KEYS):
+            problems.unknown_key((key,), TOP_LEVEL_KEYS)
+
+
 def _finish(doc: Document, problems: Problems) -> Config:
     problems.raise_if_any()  # unreadable or unparsable sources: nothing sound to check
     problems.marks = doc.marks
+    _warn_top_level_typos(doc.tree, problems)
     expanded = expand_document(doc.tree, problems)
     return build_config(expanded, problems, doc.sources)
 

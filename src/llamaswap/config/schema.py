@@ -333,8 +333,9 @@ def decode(cls: type[S], data: Any, path: PathT, problems: Problems) -> S:
 
 def warn_unknown_keys(section: Section, path: PathT, problems: Problems) -> None:
     """Warn about keys a section does not know, recursively through its subsections."""
+    known = [info.alias or name for name, info in type(section).model_fields.items()]
     for key in section.model_extra or {}:
-        problems.warn((*path, key), f"unknown key '{key}' ignored")
+        problems.unknown_key((*path, key), known)
     for name, info in type(section).model_fields.items():
         value = getattr(section, name)
         if isinstance(value, Section):

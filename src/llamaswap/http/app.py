@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 
 import anyio
@@ -39,12 +40,14 @@ async def serve(
     host: str,
     port: int,
     *,
+    ssl_context: ssl.SSLContext | None = None,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled. handler_cancellation=True: a client that leaves cancels its
     handler, which frees its queue slot and closes the upstream connection. Connections
     are guarded (connections.py): a request-head deadline and a connection cap, both
-    read from the running config."""
+    read from the running config. With `ssl_context` it serves HTTPS only; `host` ""
+    is every interface, IPv4 and IPv6."""
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     try:
@@ -52,7 +55,15 @@ async def serve(
         guard = ConnectionGuard(lambda: policy_of(service.config))
         # Compressed bodies are inflated by aiohttp within the body limit and forwarded
         # decoded, without Content-Encoding (proxy.py), so the model can be read from them.
-        site = GuardedSite(runner, host, port, guard=guard, backlog=1024, access_log=None)
+        site = GuardedSite(
+            runner,
+            host,
+            port,
+            guard=guard,
+            backlog=1024,
+            ssl_context=ssl_context,
+            access_log=None,
+        )
         await site.start()
         bound = [address for address in runner.addresses if isinstance(address, tuple)]
         task_status.started(int(bound[0][1]) if bound else port)

@@ -26,6 +26,7 @@ import asyncio
 import functools
 import json
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -248,9 +249,10 @@ class GuardedSite(web.BaseSite):
         *,
         guard: ConnectionGuard,
         backlog: int = 128,
+        ssl_context: ssl.SSLContext | None = None,
         **handler_args: Any,
     ) -> None:
-        super().__init__(runner, backlog=backlog)
+        super().__init__(runner, backlog=backlog, ssl_context=ssl_context)
         self._host = host
         self._port = port
         self._guard = guard
@@ -258,7 +260,8 @@ class GuardedSite(web.BaseSite):
 
     @property
     def name(self) -> str:
-        return f"http://{self._host}:{self._port}"
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://{self._host}:{self._port}"
 
     async def start(self) -> None:
         await super().start()
@@ -270,5 +273,5 @@ class GuardedSite(web.BaseSite):
             return GuardedRequestHandler(server, guard=self._guard, loop=loop, **self._handler_args)
 
         self._server = await loop.create_server(
-            accept, self._host, self._port, backlog=self._backlog
+            accept, self._host, self._port, backlog=self._backlog, ssl=self._ssl_context
         )

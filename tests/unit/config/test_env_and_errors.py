@@ -226,8 +226,9 @@ def test_unknown_model_keys_are_warnings_naming_them() -> None:
         """
     )
     assert config.warnings == [
-        "test.yaml:6: models.m.cmdstop: unknown key 'cmdstop' ignored",
-        "test.yaml:7: models.m.filters.stripParms: unknown key 'stripParms' ignored",
+        "test.yaml:6: models.m.cmdstop: unknown key 'cmdstop' ignored; did you mean cmdStop?",
+        "test.yaml:7: models.m.filters.stripParms: unknown key 'stripParms' ignored; "
+        "did you mean stripParams?",
     ]
 
 
