@@ -239,13 +239,9 @@ class Reply:
             values["prompt_eval_count"] = int(
                 (_number(timings.get("cache_n")) or 0) + (_number(timings.get("prompt_n")) or 0)
             )
-            values["prompt_eval_duration"] = nanoseconds(
-                (_number(timings.get("prompt_ms")) or 0) / 1000
-            )
+            values["prompt_eval_duration"] = _milliseconds(timings.get("prompt_ms"))
             values["eval_count"] = int(_number(timings.get("predicted_n")) or 0)
-            values["eval_duration"] = nanoseconds(
-                (_number(timings.get("predicted_ms")) or 0) / 1000
-            )
+            values["eval_duration"] = _milliseconds(timings.get("predicted_ms"))
         else:
             usage = self._usage
             values["prompt_eval_count"] = int(_number(usage.get("prompt_tokens")) or 0)
@@ -254,6 +250,11 @@ class Reply:
             values["prompt_eval_duration"] = nanoseconds(first - self.sent)
             values["eval_duration"] = nanoseconds((self._last or first) - first)
         return {name: value for name, value in values.items() if value}
+
+
+def _milliseconds(value: Any) -> int:
+    """llama.cpp's milliseconds in nanoseconds."""
+    return max(0, round((_number(value) or 0.0) * 1_000_000))
 
 
 def _number(value: Any) -> float | None:
