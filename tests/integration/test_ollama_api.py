@@ -99,6 +99,10 @@ async def test_the_ollama_client_end_to_end() -> None:
         assert "".join(p.response or "" for p in pieces) == "pong" * 3
         assert pieces[-1].done and pieces[-1].eval_count == 3
 
+        filled = await api.generate(model="a", prompt="def f(x):", suffix="    return y")
+        assert filled.response == "pong" * 3  # through the upstream's /infill
+        assert filled.done_reason == "stop" and filled.eval_count == 3
+
         tagged = await api.chat(model="q:8b", messages=user())  # an id with a tag of its own
         assert tagged.message.content == "q" * 10
 

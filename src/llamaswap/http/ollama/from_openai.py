@@ -5,10 +5,11 @@ and writes what it returns, one NDJSON line per frame, or asks only for the fina
 object when the client did not stream. Text and reasoning (llama.cpp's
 `reasoning_content`, vLLM's `reasoning`) become `content`/`response` and `thinking`;
 tool call fragments are joined and their JSON-string arguments become objects;
-`finish_reason` becomes `done_reason`. The metrics follow Ollama's llama-server runner:
-with llama.cpp `timings`, `prompt_eval_count` is `cache_n + prompt_n`, `eval_count` is
-`predicted_n` and the durations are its milliseconds in nanoseconds; without them the
-counts come from `usage` and the durations are measured here.
+`finish_reason` becomes `done_reason`; llama.cpp's native chunks (`/infill`) are read
+too. The metrics follow Ollama's llama-server runner: with llama.cpp `timings`,
+`prompt_eval_count` is `cache_n + prompt_n`, `eval_count` is `predicted_n` and the
+durations are its milliseconds in nanoseconds; without them the counts come from
+`usage` and the durations are measured here.
 """
 
 from __future__ import annotations
@@ -143,6 +144,8 @@ class Reply:
             self._usage = chunk["usage"]
         if isinstance(chunk.get("timings"), dict):
             self._timings = chunk["timings"]
+        if "choices" not in chunk and isinstance(chunk.get("content"), str):
+            return self._native(chunk)
         choices = chunk.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             return []
@@ -170,6 +173,19 @@ class Reply:
             self._finish = choice["finish_reason"]
             frames += self._call_frames()
         return frames
+
+    def _native(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+        """llama.cpp's own format (`/infill`): `content` pieces, then `stop: true` with
+        `stop_type` ("limit" when the token budget ran out)."""
+        text = chunk["content"]
+        if text:
+            now = self._clock()
+            self._first = self._first if self._first is not None else now
+            self._last = now
+            self._content.append(text)
+        if chunk.get("stop") is True:
+            self._finish = "length" if chunk.get("stop_type") == "limit" else "stop"
+        return [self._frame(text, "")] if text else []
 
     def _add_calls(self, fragments: list[Any]) -> None:
         for position, fragment in enumerate(fragments):

@@ -1,5 +1,6 @@
 """Ollama requests as OpenAI requests: `/api/chat`, `/api/generate` and `/api/embed`
-become `/v1/chat/completions`, `/v1/completions` (raw prompts) and `/v1/embeddings`.
+become `/v1/chat/completions`, `/v1/completions` (raw prompts) and `/v1/embeddings`;
+a `suffix` (fill-in-the-middle) goes to llama.cpp's `/infill`.
 
 The upstream is always asked to stream, with usage in the last chunk: one reader then
 serves streaming and non-streaming Ollama clients alike, and the counts and llama.cpp
@@ -21,6 +22,7 @@ from .options import sampling_parameters
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"
 EMBEDDINGS_PATH = "/v1/embeddings"
+INFILL_PATH = "/infill"  # llama.cpp's fill-in-the-middle (no OpenAI equivalent)
 THINK_LEVELS = ("high", "medium", "low", "max")
 
 # The first bytes of the image formats vision models take, for the data URL's type.
@@ -227,16 +229,15 @@ def chat_call(document: dict[str, Any], model: str) -> UpstreamCall:
 
 def generate_call(document: dict[str, Any], model: str) -> UpstreamCall:
     """`/api/generate` with a prompt: a chat turn (system, then the prompt and its
-    images) rendered by the upstream's template, or with `raw` the prompt as it is."""
+    images) rendered by the upstream's template; with `raw` the prompt as it is; with a
+    `suffix`, llama.cpp's `/infill` (the model's own fill-in-the-middle tokens)."""
     prompt = document.get("prompt") or ""
     system = document.get("system") or ""
-    if not isinstance(prompt, str) or not isinstance(system, str):
-        raise BadOllamaRequest("prompt and system must be strings")
-    if document.get("suffix"):
-        raise BadOllamaRequest(
-            "suffix (fill-in-the-middle) is not supported by llamaswap's Ollama API; "
-            f"send it to the upstream's own endpoint (llama-server: /upstream/{model}/infill)"
-        )
+    suffix = document.get("suffix") or ""
+    if not all(isinstance(text, str) for text in (prompt, system, suffix)):
+        raise BadOllamaRequest("prompt, suffix and system must be strings")
+    if suffix:
+        return infill_call(document, model, prompt, suffix)
     if document.get("raw"):
         if system or document.get("template") or document.get("context"):
             raise BadOllamaRequest("raw mode does not support template, system, or context")
@@ -250,6 +251,22 @@ def generate_call(document: dict[str, Any], model: str) -> UpstreamCall:
     body = {"model": model, "messages": messages}
     body.update(generation_parameters(document))
     return UpstreamCall(CHAT_PATH, body)
+
+
+def infill_call(document: dict[str, Any], model: str, prefix: str, suffix: str) -> UpstreamCall:
+    """Fill-in-the-middle as llama-server does it: the code before and after the gap.
+    Its native API takes the same sampling names (`max_tokens` is an alias there)."""
+    if document.get("images"):
+        raise BadOllamaRequest("suffix does not support images")
+    body: dict[str, Any] = {
+        "model": model,
+        "input_prefix": prefix,
+        "input_suffix": suffix,
+        "prompt": "",
+        "stream": True,
+    }
+    body.update(sampling_parameters(document.get("options")))
+    return UpstreamCall(INFILL_PATH, body)
 
 
 def embed_inputs(value: Any) -> list[str]:

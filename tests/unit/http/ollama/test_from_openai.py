@@ -124,6 +124,26 @@ def test_text_completion_chunks() -> None:
     assert reply.final(streamed=False)[0]["response"] == "ab"
 
 
+@pytest.mark.parametrize(("stop_type", "reason"), [("eos", "stop"), ("limit", "length")])
+def test_llama_cpp_native_chunks(stop_type: str, reason: str) -> None:
+    """/infill answers in llama.cpp's own format."""
+    reply, _ = new_reply("generate")
+    frames = stream(
+        reply,
+        [
+            {"content": "    if", "stop": False, "tokens_predicted": 1},
+            {"content": " b:", "stop": False, "tokens_predicted": 2},
+            {"content": "", "stop": True, "stop_type": stop_type, "timings": TIMINGS},
+        ],
+    )
+    assert [f["response"] for f in frames] == ["    if", " b:", ""]
+    assert frames[-1]["done_reason"] == reason
+    assert frames[-1]["eval_count"] == 3
+    again, _ = new_reply("generate")
+    again.feed({"content": "x", "stop": True, "stop_type": "word"})
+    assert again.final(streamed=False)[0]["response"] == "x"
+
+
 def tool_call_chunks() -> list[dict[str, Any]]:
     opening = {
         "index": 0,

@@ -14,6 +14,7 @@ from llamaswap.http.ollama.to_openai import (
     CHAT_PATH,
     COMPLETIONS_PATH,
     EMBEDDINGS_PATH,
+    INFILL_PATH,
     BadOllamaRequest,
     chat_call,
     chat_messages,
@@ -257,13 +258,35 @@ def test_raw_generate_is_a_text_completion() -> None:
     [
         ({"prompt": "x", "raw": True, "system": "s"}, "raw mode does not support"),
         ({"prompt": "x", "raw": True, "images": [PNG]}, "raw mode does not support images"),
-        ({"prompt": "x", "suffix": "y"}, "suffix"),
+        ({"prompt": "x", "suffix": "y", "images": [PNG]}, "suffix does not support images"),
         ({"prompt": 3}, "must be strings"),
     ],
 )
 def test_generate_refusals(document: dict[str, Any], message: str) -> None:
     with pytest.raises(BadOllamaRequest, match=message):
         generate_call(document, "m")
+
+
+def test_suffix_is_llama_cpp_infill() -> None:
+    document = {
+        "prompt": "def gcd(a, b):",
+        "suffix": "    return result",
+        "system": "ignored, as Ollama ignores it with a suffix",
+        "options": {"temperature": 0, "num_predict": 32, "top_k": 5},
+        "format": "json",
+    }
+    call = generate_call(document, "coder")
+    assert call.path == INFILL_PATH
+    assert call.body == {
+        "model": "coder",
+        "input_prefix": "def gcd(a, b):",
+        "input_suffix": "    return result",
+        "prompt": "",
+        "stream": True,
+        "temperature": 0,
+        "max_tokens": 32,
+        "top_k": 5,
+    }
 
 
 def test_embeddings() -> None:
