@@ -27,7 +27,7 @@ from .from_openai import (
     normalised,
     prompt_tokens,
 )
-from .requests import OllamaRequest, Refused, bad_request, read_request
+from .incoming import OllamaRequest, Refused, bad_request, read_request
 from .to_openai import BadOllamaRequest, embed_call, embed_inputs
 from .upstream import UpstreamError, document, opened
 

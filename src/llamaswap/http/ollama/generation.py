@@ -27,7 +27,7 @@ from .answer import Answer
 from .dispatch import held, recorded, reserved, upstream_body
 from .errors import routing_error
 from .from_openai import Kind, Reply, UpstreamFailed, created_at
-from .requests import OllamaRequest, Refused, bad_request, read_request
+from .incoming import OllamaRequest, Refused, bad_request, read_request
 from .to_openai import BadOllamaRequest, UpstreamCall, chat_call, generate_call
 from .upstream import UpstreamError, events, opened
 

@@ -18,8 +18,8 @@ from . import catalog
 from .embedding import embed, embeddings
 from .errors import ollama_error
 from .generation import chat, generate
+from .incoming import Refused, model_name, read_document
 from .names import local_id
-from .requests import Refused, model_name, read_document
 
 RUNNING = "Ollama is running"
 UNSUPPORTED = (
