@@ -22,7 +22,8 @@ NDJSON = "application/x-ndjson"
 
 
 def encode(frame: dict[str, Any]) -> bytes:
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    """One NDJSON line, UTF-8 as Ollama writes it."""
+    return _dumps(frame).encode() + b"\n"
 
 
 class Answer:
@@ -81,4 +82,11 @@ class Answer:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON with raw UTF-8; escaped instead when the text has a lone surrogate
+    (an upstream's JSON may carry one), which UTF-8 cannot encode."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"))
+    return text

@@ -1,9 +1,12 @@
-"""Model names with tags, and the incremental SSE decoder."""
+"""Model names with tags, the incremental SSE decoder, NDJSON lines."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from llamaswap.http.ollama.answer import encode
 from llamaswap.http.ollama.names import candidates, display_name, split_tag
 from llamaswap.http.ollama.sse import SseDecoder, chunk_of
 
@@ -45,3 +48,10 @@ def test_sse_decoder_survives_any_split() -> None:
     assert chunk_of('{"a": 1}') == {"a": 1}
     assert chunk_of("[DONE]") is None
     assert chunk_of("not json") is None
+
+
+def test_ndjson_lines_are_utf8_and_survive_lone_surrogates() -> None:
+    assert encode({"a": "\u00e9"}) == '{"a":"\u00e9"}\n'.encode()
+    line = encode({"a": "half \ud83d"})
+    assert line == b'{"a":"half \\ud83d"}\n'
+    assert json.loads(line) == {"a": "half \ud83d"}
