@@ -105,3 +105,59 @@ async def test_ollama_client_against_llama_server(binary: Path, tiny_models: Tin
         await watch.until(lambda: watch.state("m1") == "stopped", within=30)
         await wait_gone(servers, 10)
         assert our_servers(tiny_models.directory) == {}
+
+
+async def test_translated_parameters_and_refusals(binary: Path, tiny_models: TinyModels) -> None:
+    """Everything the translation adds is accepted by llama-server (`--jinja`: tools and
+    thinking go through its templates), and its refusals reach the client unchanged."""
+    yaml_text = llamaswap_yaml(binary, [llama_model(tiny_models, "m2", "--jinja")])
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "description": "look something up",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+        },
+    }
+    every_option = {
+        **OPTIONS,
+        "top_k": 3,
+        "top_p": 0.9,
+        "min_p": 0.1,
+        "typical_p": 0.9,
+        "repeat_penalty": 1.1,
+        "repeat_last_n": 16,
+        "presence_penalty": 0.1,
+        "frequency_penalty": 0.1,
+        "num_keep": 2,
+        "mirostat": 0,
+        "stop": ["zzz"],
+        "num_ctx": 4096,  # load-time: dropped
+    }
+    history: list[dict[str, Any]] = [
+        {"role": "user", "content": "look up llamas"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "lookup", "arguments": {"q": "llamas"}}}],
+        },
+        {"role": "tool", "content": "they hum", "tool_name": "lookup"},
+    ]
+    async with running_server(yaml_text) as server:
+        api = ollama.AsyncClient(host=server.url, trust_env=False, timeout=60)
+        for think in (True, False, "high"):
+            answer = await api.chat(
+                model="m2", messages=history, tools=[tool], think=think, options=every_option
+            )
+            assert answer.done and 0 < (answer.eval_count or 0) <= OPTIONS["num_predict"]
+        raw = await api.generate(model="m2", prompt="Once upon", raw=True, options=OPTIONS)
+        assert raw.response and 0 < (raw.eval_count or 0) <= OPTIONS["num_predict"]
+
+        with pytest.raises(ollama.ResponseError) as infill:
+            await api.generate(model="m2", prompt="def f(", suffix="return x", options=OPTIONS)
+        assert infill.value.status_code == 501
+        assert "Infill is not supported by this model" in infill.value.error
+        with pytest.raises(ollama.ResponseError) as embed:
+            await api.embed(model="m2", input="x")
+        assert embed.value.status_code == 501
+        assert "--embeddings" in embed.value.error
