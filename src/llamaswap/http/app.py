@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 import anyio
 from aiohttp import web
 
+from . import ollama
 from .connections import ConnectionGuard, GuardedSite
 from .middleware import MIDDLEWARES, cors_headers
 from .policy import policy_of
 from .routes import admin, events, inference, logs, metrics, models, profiles, specs, ui
 from .service import SERVICE, Service, new_client_session
 
-ROUTE_FAMILIES = (inference, models, admin, events, ui, logs, metrics, profiles, specs)
+ROUTE_FAMILIES = (inference, models, ollama, admin, events, ui, logs, metrics, profiles, specs)
 
 
 def build_app(service: Service) -> web.Application:

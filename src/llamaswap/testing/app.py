@@ -32,7 +32,7 @@ from typing import Any, cast
 from aiohttp import BodyPartReader, web
 
 from llamaswap.testing import bodies
-from llamaswap.testing.bodies import JSON, Reply, StreamPlan, Timings
+from llamaswap.testing.bodies import JSON, Reply, StreamPlan, Timings, ToolCall
 from llamaswap.testing.console import say
 from llamaswap.testing.lifecycle import Lifecycle, crash
 from llamaswap.testing.options import Options, parse_duration
@@ -298,7 +298,22 @@ def _reply(
         chunks=state.opts.chunks,
         prompt_tokens=prompt_tokens,
         id=bodies.new_id(prefix),
+        reasoning=state.opts.reasoning,
+        tool_call=_tool_call(state.opts, body),
     )
+
+
+def _tool_call(opts: Options, body: JSON) -> ToolCall | None:
+    """With `--tool-arguments`, a call to the first tool the request offers."""
+    tools = body.get("tools")
+    if opts.tool_arguments is None or not isinstance(tools, list) or not tools:
+        return None
+    first = tools[0] if isinstance(tools[0], dict) else {}
+    function = first.get("function")
+    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(name, str) or not name:
+        raise ApiError(400, "the first tool has no function name")
+    return ToolCall(bodies.new_id("call_"), name, opts.tool_arguments)
 
 
 def _timings_now(request: web.Request) -> Timings:

@@ -111,8 +111,22 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A call the model makes (`--tool-arguments`): OpenAI's arguments are a JSON string."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def as_json(self) -> JSON:
+        function = {"name": self.name, "arguments": self.arguments}
+        return {"id": self.id, "type": "function", "function": function}
+
+
+@dataclass(frozen=True)
 class Reply:
-    """One generated answer: `chunks` pieces of `text` when streamed, `text` once otherwise."""
+    """One generated answer: `chunks` pieces of `text` when streamed, `text` once otherwise;
+    `reasoning` first (llama.cpp's `reasoning_content`) and `tool_call` last, when set."""
 
     model: str
     text: str
@@ -120,6 +134,12 @@ class Reply:
     prompt_tokens: int = PROMPT_TOKENS
     id: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
+    reasoning: str = ""
+    tool_call: ToolCall | None = None
+
+    @property
+    def finish_reason(self) -> str:
+        return "tool_calls" if self.tool_call else "stop"
 
     def usage(self) -> JSON:
         return {
@@ -147,6 +167,11 @@ class StreamPlan:
 
 
 def chat_completion(reply: Reply, timings: Timings) -> JSON:
+    message: JSON = {"role": "assistant", "content": reply.text}
+    if reply.reasoning:
+        message["reasoning_content"] = reply.reasoning
+    if reply.tool_call:
+        message["tool_calls"] = [reply.tool_call.as_json()]
     return {
         "id": reply.id,
         "object": "chat.completion",
@@ -155,9 +180,9 @@ def chat_completion(reply: Reply, timings: Timings) -> JSON:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": reply.text},
+                "message": message,
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": reply.finish_reason,
             }
         ],
         "usage": reply.usage(),
@@ -181,14 +206,36 @@ def chat_stream(reply: Reply, include_usage: bool) -> StreamPlan:
         delta = {"role": "assistant", "content": reply.text} if i == 0 else {"content": reply.text}
         return sse(chunk(delta, None))
 
+    def tool_call_frames() -> list[JSON]:
+        """The call in fragments, as llama-server streams it: id and name first, then
+        the arguments in two pieces."""
+        call = reply.tool_call
+        if call is None:
+            return []
+        half = len(call.arguments) // 2
+        opening = {"index": 0, **call.as_json()}
+        opening["function"] = {"name": call.name, "arguments": ""}
+        return [
+            chunk({"tool_calls": [opening]}, None),
+            *(
+                chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}, None)
+                for part in (call.arguments[:half], call.arguments[half:])
+            ),
+        ]
+
     def tail(timings: Timings) -> list[JSON]:
-        frames = [chunk({}, "stop")]
+        frames = [*tool_call_frames(), chunk({}, reply.finish_reason)]
         if include_usage:  # OpenAI: the usage chunk has an empty `choices`
             frames.append({**chunk({}, None), "choices": [], "usage": reply.usage()})
         frames[-1]["timings"] = timings.as_json()  # llama-server puts timings on the last chunk
         return frames
 
-    return StreamPlan((), piece, lambda t: [*map(sse, tail(t)), sse("[DONE]")])
+    head = (
+        [sse(chunk({"role": "assistant", "reasoning_content": reply.reasoning}, None))]
+        if reply.reasoning
+        else []
+    )
+    return StreamPlan(head, piece, lambda t: [*map(sse, tail(t)), sse("[DONE]")])
 
 
 # --- OpenAI text completions and llama.cpp's native /completion, /infill ------------------------

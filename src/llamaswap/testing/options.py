@@ -9,6 +9,7 @@ spellings (`-port`, `-silent`, `-ignore-sig-term`, ...) are accepted for the sam
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -75,6 +76,8 @@ class Options:
     fail_after: int | None = None
     slow_stop: float = 0.0
     silent: bool = False
+    reasoning: str = ""
+    tool_arguments: str | None = None
 
 
 def _seconds(text: str) -> float:
@@ -92,6 +95,16 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
+
+
+def _json_object(text: str) -> str:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return text
 
 
 def _port(text: str) -> int:
@@ -155,6 +168,20 @@ def parser() -> argparse.ArgumentParser:
         help="on SIGTERM keep serving this long, then exit 0",
     )
     add("--silent", "-silent", action="store_true", help="no per-request log lines")
+    add(
+        "--reasoning",
+        default="",
+        metavar="TEXT",
+        help="chat answers think this first (llama.cpp's reasoning_content)",
+    )
+    add(
+        "--tool-arguments",
+        type=_json_object,
+        default=None,
+        metavar="JSON",
+        help="a chat request that offers tools gets a call to the first one with these "
+        "arguments (finish_reason tool_calls)",
+    )
     return p
 
 
@@ -176,4 +203,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         fail_after=ns.fail_after,
         slow_stop=ns.slow_stop,
         silent=ns.silent,
+        reasoning=ns.reasoning,
+        tool_arguments=ns.tool_arguments,
     )
