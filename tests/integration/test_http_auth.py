@@ -173,9 +173,13 @@ async def test_open_routes_need_no_key() -> None:
             async with http.get(server.url + path) as response:
                 assert response.status == 200, path
                 assert await response.text() == "OK"
+        browser = {"Accept": "text/html"}
         for path in ("/", "/upstream"):
-            async with http.get(server.url + path, allow_redirects=False) as response:
-                assert response.status == 302, path
+            async with http.get(server.url + path, headers=browser, allow_redirects=False) as r:
+                assert r.status == 302, path
+        async with http.get(server.url + "/") as response:  # Ollama's client health check
+            assert response.status == 200
+            assert await response.text() == "Ollama is running"
         async with http.options(server.url + CHAT) as response:
             assert response.status == 204
         # POST /health is not the open route

@@ -168,6 +168,10 @@ class RouterActor(Actor):
         actor = self.processes.get(model)
         return actor.state if actor else ProcessState.STOPPED
 
+    def idle_deadline(self, model: str) -> tuple[float | None, float | None]:
+        """(idle since, idle limit) in the loop's clock, for display (Ollama's /api/ps)."""
+        return self._scheduler.idle_deadline(model)
+
     def model_fault(self, model: str) -> str:
         """Why the model's last start failed, when its state is failed (display only)."""
         actor = self.processes.get(model)

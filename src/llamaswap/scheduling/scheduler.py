@@ -265,6 +265,11 @@ class Scheduler:
         commands? (An unload is done, even if a later request started it again.)"""
         return all(self._rested.get(m, 0) >= mark for m, mark in marks.items())
 
+    def idle_deadline(self, model: str) -> tuple[float | None, float | None]:
+        """(idle since, idle limit) of `model`: since None while it is not idle (in use,
+        loading, stopped); limit None when it never unloads by itself."""
+        return self._idle_since.get(model), self._limit_of(model)
+
     def next_deadline(self) -> float | None:
         """When `tick` should be called next (the earliest idle expiry), if ever."""
         deadlines = [since + self._idle_limit(m) for m, since in self._idle_since.items()]
