@@ -10,17 +10,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from llamaswap.fsm.names import ProcessState
-from llamaswap.scheduling import (
-    FitPolicy,
-    Group,
-    GroupPolicy,
-    ModelRules,
-    Pinned,
-    Request,
-    Resources,
-    Scheduler,
-)
+from llamaswap.scheduling import Group, GroupPolicy, ModelRules, Pinned, Request, Scheduler
 from llamaswap.verification import InvariantViolation, Scenario, build_exploration
 
 HUNT = settings(
@@ -70,16 +60,6 @@ class IgnoresKeepAlive(Scheduler):
     def submit(self, request: Request, now: float) -> None:
         request.keep_alive = None
         super().submit(request, now)
-
-
-class ForgetsTheLatestCommand(Scheduler):
-    """Bug: trusts every announcement, also one that was on its way before the latest
-    command (a stale "stopped" after a restart then lets a swap co-run with it)."""
-
-    def process_changed(
-        self, model: str, new: ProcessState, now: float, reason: str = "", handled: int = 0
-    ) -> None:
-        super().process_changed(model, new, now, reason, handled=10**9)
 
 
 class LoadsForIgnoredPaths(Scheduler):
@@ -153,18 +133,3 @@ def test_catches_evicting_a_model_that_is_not_swappable() -> None:
     scenario = Scenario(rules, GroupPolicy(default), groups=default)  # no Pinned wrapper
     assert hunt(scenario).kind == "not swappable"
     Scenario(rules, Pinned(GroupPolicy(default), {"a"}), groups=default)  # the right one
-
-
-def test_catches_trusting_an_answer_to_an_earlier_command() -> None:
-    # Found by the property suite under `fit`: an unload's stale "stopped" arrived after
-    # a restart, and a swap started a model beside the one still running.
-    needs = {"a": {"vram": 8.0}, "b": {"vram": 10.0}, "c": {"vram": 12.0}, "d": {"vram": 20.0}}
-    resources = Resources({"vram": 24}, needs)
-    rules = {**RULES, "d": ModelRules(ttl=30, priority=1)}
-    scenario = Scenario(
-        rules,
-        FitPolicy(resources),
-        resources=resources,
-        scheduler_factory=ForgetsTheLatestCommand,
-    )
-    assert hunt(scenario).kind in {"capacity", "liveness", "stale grant"}

@@ -600,8 +600,11 @@ class Scheduler:
         self, model: str, reason: str, grace: float | None = None, *, launched: bool = False
     ) -> None:
         """Tell `model`'s process to stop if it runs (or was just launched, or failed:
-        an unload clears the failure); it is `leaving` until it announces at rest."""
+        an unload clears the failure), unless it was told already; it is `leaving` until
+        it announces at rest."""
         state = self.state_of(model)
+        if model in self._leaving:
+            return
         if launched or state in PROCESS_HOLDS_RESOURCES or state in PROCESS_ERROR:
             self._leaving.add(model)
             self._changed()

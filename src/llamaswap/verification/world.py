@@ -41,7 +41,14 @@ from llamaswap.lifecycle.process import (
     StopHealthCheck,
     Terminate,
 )
-from llamaswap.scheduling import Request, RoutingError, Scheduler, Usage, rules_allowing
+from llamaswap.scheduling import (
+    CannotFit,
+    Request,
+    RoutingError,
+    Scheduler,
+    Usage,
+    rules_allowing,
+)
 
 from .scenario import Scenario
 
@@ -405,7 +412,7 @@ class World:
             since = self.starving_since.get(starving.id, self.step)
             if client.joined_step is not None and client.joined_step < since:
                 continue
-            blocks = starving.model in evict or model in self.scenario.policy.evict_for(
+            blocks = starving.model in evict or model in self._needs_gone(
                 starving.model, running, usage
             )
             if blocks:
@@ -416,6 +423,14 @@ class World:
                     f"{self.now - starving.arrival:g}s (bound {bound:g}s) and needs {model} gone",
                     models=frozenset({model, starving.model}),
                 )
+
+    def _needs_gone(self, model: str, running: frozenset[str], usage: Usage) -> tuple[str, ...]:
+        """What must stop for `model` to run; nothing when it cannot run at all now (a
+        request for it fails rather than waits, so nobody delays it)."""
+        try:
+            return self.scenario.policy.evict_for(model, running, usage)
+        except CannotFit:
+            return ()
 
     def check(self) -> None:
         """Whole-state invariants, after every step."""

@@ -12,7 +12,7 @@ from statemachine.exceptions import TransitionNotAllowed
 
 from llamaswap.fsm import ProcessMachine
 from llamaswap.fsm.names import ProcessEvent, ProcessState
-from llamaswap.lifecycle.process import ProcessCore, Start, Stop
+from llamaswap.lifecycle.process import Acknowledge, Healthy, ProcessCore, Start, Stop
 
 S, E = ProcessState, ProcessEvent
 TABLE: dict[tuple[ProcessState, ProcessEvent], ProcessState] = {
@@ -110,13 +110,14 @@ def test_starts_stopped_and_shutdown_is_final() -> None:
     assert machine.allowed_events == []
 
 
-def test_ignored_events_change_nothing_and_cost_nothing() -> None:
+def test_an_ignored_command_changes_nothing_and_is_acknowledged() -> None:
     core = ProcessCore("m")
-    assert core.handle(Stop(1.0)) == []
+    assert core.handle(Stop(1.0)) == [Acknowledge("m", S.STOPPED, E.STOP, handled=1)]
     assert core.state is S.STOPPED
     core.handle(Start())
-    assert core.handle(Start()) == []
+    assert core.handle(Start()) == [Acknowledge("m", S.LAUNCHING, E.START, handled=3)]
     assert core.state is S.LAUNCHING
+    assert core.handle(Healthy(core.generation + 7, 1.0)) == [], "a stale report: dropped"
 
 
 def test_a_listener_receives_callbacks_by_name() -> None:

@@ -556,3 +556,36 @@ def test_shutdown_drains_until_every_process_has_ended() -> None:
     assert h.scheduler.state == RouterState.SHUTDOWN
     h.scheduler.shutdown(h.now)  # idempotent
     assert isinstance(h.effects.rejects[-1][1], ShuttingDown) or h.request("a")
+
+
+def test_an_answer_to_an_earlier_command_is_not_taken_for_the_latest() -> None:
+    """Found by the property suite (under fit): a "stopped" that was on its way before an
+    unload's stop let a swap start its target beside the model still running."""
+    h = Harness(["a", "b"])
+    ra = h.request("a")
+    h.complete_swap("a")
+    h.finish(ra)
+    h.scheduler.unload(["a"], h.now)
+    marks = h.scheduler.marks(["a"])
+    rb = h.request("b")
+    h.announce("a", ProcessState.STOPPED, handled=1)  # sent before the unload's stop
+    assert h.effects.starts == ["a"], "b must not start: a has not answered the stop"
+    assert not h.scheduler.rested(marks)
+    h.announce("a", ProcessState.STOPPED, handled=2)
+    assert h.effects.starts == ["a", "b"] and h.scheduler.rested(marks)
+    h.ready("b")
+    assert h.effects.grants == [ra, rb]
+
+
+def test_an_ignored_command_is_acknowledged_so_nothing_waits_for_an_answer() -> None:
+    h = Harness(["a", "b"])
+    ra = h.request("a")
+    h.complete_swap("a")
+    h.finish(ra)
+    h.scheduler.unload(["a"], h.now)  # a had already stopped: the stop is ignored...
+    h.announce("a", ProcessState.STOPPED, handled=1)
+    rb = h.request("b")
+    assert h.effects.starts == ["a"]
+    h.announce("a", ProcessState.STOPPED, handled=2)  # ...and acknowledged
+    h.ready("b")
+    assert h.effects.grants == [ra, rb]
