@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import anyio
@@ -164,16 +165,17 @@ class Bridge:
             except (ConnectionError, RuntimeError, aiohttp.ClientError, stalls.ClientStalled):
                 return Ending(sink_side)
 
-    async def _send(self, side: str, kind: WSMsgType, data: str | bytes) -> None:
+    async def _send(self, side: str, kind: WSMsgType, data: Any) -> None:
+        """One frame to `side`: `data` is the str of a text frame, else bytes."""
         sink = self.client if side == "client" else self.upstream
         if kind is WSMsgType.TEXT:
-            sending = sink.send_str(str(data))
+            sending = sink.send_str(data)
         elif kind is WSMsgType.BINARY:
-            sending = sink.send_bytes(bytes(data))  # type: ignore[arg-type]
+            sending = sink.send_bytes(data)
         elif kind is WSMsgType.PING:
-            sending = sink.ping(bytes(data))  # type: ignore[arg-type]
+            sending = sink.ping(data)
         else:
-            sending = sink.pong(bytes(data))  # type: ignore[arg-type]
+            sending = sink.pong(data)
         if side == "client":
             await stalls.within(self.request, stalls.write_timeout(self.request), sending)
         else:
