@@ -152,7 +152,7 @@ async def upstream_passthrough(request: web.Request) -> web.StreamResponse:
         return await forward_to_peer(request, service, target, inbound, tail)
     # may it load the model? decided by the router, not from a stale read
     refusal = ignore_paths_refusal(model_id) if _ignored(service, rest) else None
-    track_as = rest if is_model_route(request.method, rest) else None
+    track_as = unquote(rest) if is_model_route(request.method, rest) else None
     return await forward_untouched(request, model_id, tail, refusal=refusal, track_as=track_as)
 
 
