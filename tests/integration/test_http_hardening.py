@@ -378,16 +378,16 @@ async def test_json_without_a_json_content_type_is_read_as_json() -> None:
             status, text = await post(CHAT, b"model=r&stream=false", None)
             assert status == 200, text
             assert local.requests()[-1].body == b"model=r&stream=false"
-            # unusable bodies say what was expected
-            for path, data, content_type, needle in (
-                (CHAT, b"", None, "request body is empty"),
-                (CHAT, b"{not json", "text/plain", "not valid JSON"),
-                (CHAT, b"hello", None, "neither a JSON object nor a form"),
-                (CHAT, b"hello", "text/plain", "Content-Type is text/plain"),
-                ("/v1/audio/transcriptions", body, None, "expects multipart/form-data"),
+            # unusable bodies say what was expected: no model found is llama-swap's 404
+            for path, data, content_type, needle, expected in (
+                (CHAT, b"", None, "request body is empty", 404),
+                (CHAT, b"{not json", "text/plain", "not valid JSON", 400),
+                (CHAT, b"hello", None, "neither a JSON object nor a form", 404),
+                (CHAT, b"hello", "text/plain", "Content-Type is text/plain", 404),
+                ("/v1/audio/transcriptions", body, None, "expects multipart/form-data", 404),
             ):
                 status, text = await post(path, data, content_type)
-                assert status == 400, (data, content_type, text)
+                assert status == expected, (data, content_type, text)
                 assert needle in assert_error(json.loads(text)), (data, text)
 
 

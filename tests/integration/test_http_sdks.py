@@ -113,10 +113,11 @@ async def test_openai_and_anthropic_sdks() -> None:
                 model="nope", messages=[{"role": "user", "content": "hi"}]
             )
         assert "nope" in not_found.value.message
-        with pytest.raises(openai.BadRequestError):
+        with pytest.raises(openai.NotFoundError) as no_model:  # llama-swap's 404
             await client.chat.completions.create(
                 model="", messages=[{"role": "user", "content": "hi"}]
             )
+        assert "no model id could be identified" in no_model.value.message
         with pytest.raises(openai.InternalServerError) as unreachable:
             await client.chat.completions.create(
                 model="gone/x", messages=[{"role": "user", "content": "hi"}]

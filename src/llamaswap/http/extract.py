@@ -33,8 +33,16 @@ PLAIN_TRANSFER = frozenset({"binary", "7bit", "8bit"})
 MAX_URLENCODED_FIELDS = 1000  # parse_qs is linear, but a 64 MiB form still takes long
 
 
+NO_MODEL = "no model id could be identified"
+
+
 class BadRequest(Exception):
     """The request cannot be routed as sent (400)."""
+
+
+class NoModel(Exception):
+    """The request, as parsed, names no model: llama-swap's 404 `no model id could be
+    identified` (the message may say more after a colon)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,7 @@ class Inbound:
     streaming: bool
     multipart: FormModel | None = None
     content_type: str = ""  # forward with this Content-Type (a relabelled JSON body)
+    urlencoded: bool = False  # the model came from an application/x-www-form-urlencoded body
 
 
 def is_json(request: web.Request) -> bool:
@@ -70,7 +79,8 @@ def is_multipart(request: web.Request) -> bool:
 
 
 async def read_inbound(request: web.Request, *, form_route: bool = False) -> Inbound:
-    """Read the body and find the model; raises BadRequest (or 413 via aiohttp).
+    """Read the body and find the model; raises BadRequest, NoModel (or 413 via aiohttp).
+    A GET, JSON or multipart request without a model gives an Inbound whose model is "".
 
     `form_route`: the endpoint takes multipart/form-data (transcriptions, image edits).
     """
@@ -97,7 +107,7 @@ def _unlabelled(request: web.Request, body: bytes, form_route: bool) -> Inbound:
     shown = request.headers.get("Content-Type") or "not set"
     trimmed = body.strip()
     if not trimmed:
-        raise BadRequest("request body is empty")
+        raise NoModel(f"{NO_MODEL}: the request body is empty")
     if not form_route and trimmed[:1] in (b"{", b"["):
         inbound = _from_json(body)
         inbound.content_type = "application/json"
@@ -108,20 +118,21 @@ def _unlabelled(request: web.Request, body: bytes, form_route: bool) -> Inbound:
         raise BadRequest(f"form has more than {MAX_URLENCODED_FIELDS} fields") from None
     if form.get("model", [""])[0]:
         fields = {**dict(request.query), **{k: v[0] for k, v in form.items()}}
-        return Inbound(fields["model"], body, None, fields.get("stream", "") == "true")
+        stream = fields.get("stream", "") == "true"
+        return Inbound(fields["model"], body, None, stream, urlencoded=True)
     if form_route:
-        raise BadRequest(
-            "no model id could be identified: this endpoint expects multipart/form-data "
-            f"but Content-Type is {shown}"
+        raise NoModel(
+            f"{NO_MODEL}: this endpoint expects multipart/form-data but Content-Type is {shown}"
         )
-    raise BadRequest(
-        f"no model id could be identified: Content-Type is {shown} and the body is neither "
-        'a JSON object nor a form with a "model" field; send JSON with '
-        "Content-Type: application/json"
+    raise NoModel(
+        f"{NO_MODEL}: Content-Type is {shown} and the body is neither a JSON object nor a "
+        'form with a "model" field; send JSON with Content-Type: application/json'
     )
 
 
 def _from_json(body: bytes) -> Inbound:
+    if not body.strip():
+        raise NoModel(f"{NO_MODEL}: the request body is empty")
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -130,7 +141,7 @@ def _from_json(body: bytes) -> Inbound:
         raise BadRequest("request body is nested too deeply") from None
     if not isinstance(document, dict):
         raise BadRequest("request body must be a JSON object")
-    model = document.get("model", "")
+    model = document.get("model") or ""
     if not isinstance(model, str):
         raise BadRequest(f"'model' must be a string, not {type(model).__name__}")
     return Inbound(model, body, document, bool(document.get("stream", False)))

@@ -3,7 +3,13 @@
 Order on JSON bodies: the model name (profile/selector rewrite, then useModelName),
 then strip, then set, then setParamsByID for the name the client asked for. `model`
 itself is protected from strip/set. Dotted keys address nested fields. Multipart
-bodies only get the model name rewritten; other bodies pass untouched.
+bodies only get the model name rewritten.
+
+A profile pin or a selector renames the model wherever the request carries it (as
+llama-swap's `ReplaceRequestModel` does): also in a GET's query (`/props?model=`) and
+in an urlencoded form body. Those two get no useModelName (llama-swap's filters touch
+JSON and multipart only), and only the `model` parameter changes: every other byte of
+the query or the form is forwarded as sent.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 from typing import Any
+from urllib.parse import quote_plus, unquote_plus
 
 from llamaswap.config import Filters
 
@@ -78,13 +85,14 @@ def encode_json(document: dict[str, Any]) -> bytes:
 
 
 async def rewritten_body(
-    inbound: Inbound, renamed: str, filters: Filters, requested: str
+    inbound: Inbound, renamed: str, filters: Filters, requested: str, *, pinned: str = ""
 ) -> tuple[bytes, dict[str, str]]:
     """The body to forward and any header it needs to go with it.
 
     JSON bodies get the new model name and the filters; multipart forms only the name;
-    other bodies pass untouched. A JSON body the client did not label as such goes
-    out labelled `application/json`.
+    urlencoded forms only a profile's or selector's rename (`pinned`); other bodies
+    pass untouched. A JSON body the client did not label as such goes out labelled
+    `application/json`.
     """
     headers = {"Content-Type": inbound.content_type} if inbound.content_type else {}
     if inbound.json is not None and needs_rewrite(renamed, filters, requested):
@@ -94,7 +102,37 @@ async def rewritten_body(
         return encode_json(document), headers
     if inbound.multipart is not None and renamed:
         return rewrite_multipart(inbound, inbound.multipart, renamed), headers
+    if inbound.urlencoded and pinned:
+        return rewrite_urlencoded(inbound.body, pinned), headers
     return inbound.body, headers
+
+
+def _replace_model_pair(pairs: list[str], model_name: str) -> list[str]:
+    """`key=value` pairs with the first `model` one set to `model_name` and any later
+    ones dropped (Go's `Values.Set`); the other pairs unchanged."""
+    out: list[str] = []
+    done = False
+    for pair in pairs:
+        if unquote_plus(pair.partition("=")[0]) != "model":
+            out.append(pair)
+        elif not done:
+            out.append("model=" + quote_plus(model_name))
+            done = True
+    return out
+
+
+def rewrite_query(path: str, model_name: str) -> str:
+    """A raw path and query with its `model` parameter renamed; the rest byte for byte."""
+    base, sep, query = path.partition("?")
+    if not sep:
+        return path
+    return base + "?" + "&".join(_replace_model_pair(query.split("&"), model_name))
+
+
+def rewrite_urlencoded(body: bytes, model_name: str) -> bytes:
+    """An urlencoded form with its `model` field renamed; the rest byte for byte."""
+    pairs = body.decode("latin-1").split("&")  # latin-1: every byte survives the round trip
+    return "&".join(_replace_model_pair(pairs, model_name)).encode("latin-1")
 
 
 def rewrite_multipart(inbound: Inbound, field: FormModel, model_name: str) -> bytes:

@@ -144,16 +144,20 @@ async def cors_headers(request: web.Request, response: web.StreamResponse) -> No
 
 
 def presented_key(request: web.Request) -> str | None:
-    """The API key from Basic (the password), Bearer, or x-api-key, in that order."""
+    """The API key from Basic (the password), Bearer, or x-api-key, in that order, as
+    llama-swap's `ExtractAPIKey` takes it: an Authorization header that yields no key
+    (undecodable Basic, no `:`, an empty password or token) falls through to x-api-key."""
     authorization = request.headers.get("Authorization", "")
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "basic":
         try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode()
+            user_and_key = base64.b64decode(value.strip(), validate=True).decode()
         except (ValueError, UnicodeDecodeError):
-            return None
-        return decoded.partition(":")[2]
-    if scheme.lower() == "bearer":
+            user_and_key = ""
+        _, colon, key = user_and_key.partition(":")
+        if colon and key:
+            return key
+    elif scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return request.headers.get("x-api-key")
 

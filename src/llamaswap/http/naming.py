@@ -58,6 +58,13 @@ class Selectors:
         self._turn = itertools.count()
 
     def choose(self, selector: SelectorConfig, config: Config, state_of: StateOf) -> str:
+        """The chosen target as the selector names it (an alias or a setParamsByID key
+        stays that name, so its parameters apply); states and reservations are those
+        of the model it resolves to."""
+        resolved = selector.resolved_targets
+        return selector.targets[resolved.index(self._choose(selector, config, state_of))]
+
+    def _choose(self, selector: SelectorConfig, config: Config, state_of: StateOf) -> str:
         targets = selector.resolved_targets
         if selector.strategy == "pin":
             return targets[0]

@@ -11,7 +11,9 @@ Only a bounded tail of the response is kept, to read token usage after the strea
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiohttp
 import anyio
@@ -119,6 +121,14 @@ def raised_status(error: BaseException) -> int:
     return CLIENT_CLOSED
 
 
+class Watcher(Protocol):
+    """Who follows a forwarded response (the in-flight list): its headers, then its bytes."""
+
+    def headers(self, headers: Mapping[str, str]) -> None: ...
+
+    def sent(self, size: int) -> None: ...
+
+
 @dataclass
 class Exchange:
     """One forwarded request; records how far it got (for error handling and metrics)."""
@@ -127,6 +137,7 @@ class Exchange:
     status: int = 0
     is_sse: bool = False
     tail: bytearray = field(default_factory=bytearray)
+    watcher: Watcher | None = None
 
 
 async def forward(
@@ -177,11 +188,16 @@ async def forward(
             await response.prepare(request)
         else:
             response = prepared
+        watcher = exchange.watcher
+        if watcher is not None:
+            watcher.headers(response.headers)
         exchange.is_sse = "text/event-stream" in upstream.headers.get("Content-Type", "")
         tail = exchange.tail
         seconds = stalls.write_timeout(request)
         async for chunk in upstream.content.iter_any():
             await stalls.write(request, response, chunk, seconds)
+            if watcher is not None:
+                watcher.sent(len(chunk))
             tail += chunk
             if len(tail) > 2 * TAIL_BYTES:
                 del tail[:-TAIL_BYTES]

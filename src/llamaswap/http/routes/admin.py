@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import re
-import time
 from urllib.parse import unquote
 
 from aiohttp import web
 
 from llamaswap.fsm.names import PROCESS_ERROR, PROCESS_HOLDS_RESOURCES, ProcessState
-from llamaswap.runtime.events import RequestFinished
-from llamaswap.scheduling import ModelNotLoaded, RoutingError
+from llamaswap.scheduling import RoutingError
 
+from .. import inflight, sockets
 from ..errors import error_response, routing_error_response
 from ..extract import Inbound
 from ..naming import PeerTarget
-from ..proxy import Exchange, forward_leased, raised_status
+from ..passthrough import climbs, forward_untouched
 from ..service import Service, service_of
+from . import comfyui
+from .inference import is_model_route
 from .peers import forward_to_peer
 
 
 def add_routes(app: web.Application) -> None:
+    sockets.install(app)
+    inflight.install(app)
+    comfyui.add_routes(app)  # registered here: the route families are app.py's
     app.router.add_get("/health", health)
     app.router.add_get("/wol-health", health)
     app.router.add_get("/running", running)
@@ -122,7 +126,7 @@ async def upstream_passthrough(request: web.Request) -> web.StreamResponse:
     raw = request.raw_path
     raw_path, _, query = raw.partition("?")
     rest_of_path = raw_path[len("/upstream/") :]
-    if _climbs(rest_of_path):
+    if climbs(rest_of_path):
         return error_response(request, 400, "path segments '..' are not allowed under /upstream")
     pinned = _apply_profile(service, rest_of_path)
     if pinned is None:
@@ -140,44 +144,20 @@ async def upstream_passthrough(request: web.Request) -> web.StreamResponse:
         raise web.HTTPPermanentRedirect(location)
     tail = rest + (f"?{query}" if query else "")
     model_id = service.config.resolve(name)
-    body = await request.read()
     if model_id is None:
         peer = service.config.peer_model(name)
         assert peer is not None
         target = PeerTarget(peer[0], peer[1], peer[1])
-        inbound = Inbound(peer[1], body, None, False)
+        inbound = Inbound(peer[1], await request.read(), None, False)
         return await forward_to_peer(request, service, target, inbound, tail)
-    may_load = not _ignored(service, rest)  # decided by the router, not from a stale read
-    exchange = Exchange()
-    started = time.monotonic()
-    try:
-        async with service.router.lease(model_id, may_load=may_load) as lease:
-            timeouts = service.config.models[model_id].timeouts
-            return await forward_leased(
-                request, service.client, lease, tail, body, exchange, timeouts=timeouts
-            )
-    except ModelNotLoaded:
-        exchange.status = 409
-        message = f"model {model_id} is not loaded; path matches upstream.ignorePaths"
-        return error_response(request, 409, message)
-    except RoutingError as error:
-        exchange.status = error.status
-        return routing_error_response(request, error)
-    except BaseException as error:  # recorded as the access log has it, then re-raised
-        exchange.status = raised_status(error)
-        raise
-    finally:
-        service.bus.publish(
-            RequestFinished(
-                request.method, request.path, model_id, exchange.status, time.monotonic() - started
-            )
-        )
+    # may it load the model? decided by the router, not from a stale read
+    refusal = ignore_paths_refusal(model_id) if _ignored(service, rest) else None
+    track_as = unquote(rest) if is_model_route(request.method, rest) else None
+    return await forward_untouched(request, model_id, tail, refusal=refusal, track_as=track_as)
 
 
-def _climbs(path: str) -> bool:
-    """Does the path contain a `..` segment, even percent-encoded or behind a backslash?"""
-    decoded = unquote(path).replace("\\", "/")
-    return any(part == ".." for part in decoded.split("/"))
+def ignore_paths_refusal(model_id: str) -> str:
+    return f"model {model_id} is not loaded; path matches upstream.ignorePaths"
 
 
 def _apply_profile(service: Service, path: str) -> str | None:

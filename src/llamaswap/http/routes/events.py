@@ -2,10 +2,18 @@
 
 A browser keeps this one connection open instead of polling: model states, the router's
 state, queue and in-flight counts, swaps, finished requests and log lines. Each frame is
-`event: message` with a JSON `{"type", "data"}` body whose `data` is an object (llama-swap
-encodes it a second time as a string; nothing here needs that). Every process transition
-is a `stateChange` frame (`model`, `from`, `to`, `event`, `reason`, with the states and
-events of spec/process.fsm.yaml) followed by the `modelStatus` of every model.
+`event: message` with a JSON `{"type", "data"}` body whose `data` is an object. Every
+process transition is a `stateChange` frame (`model`, `from`, `to`, `event`, `reason`,
+with the states and events of spec/process.fsm.yaml) followed by the `modelStatus` of
+every model.
+
+Three frame types are llama-swap's own, for dashboards written for it, and keep its
+wire format: `data` is a JSON *string* holding the object (its UI does
+`JSON.parse(message.data)`). `uiConfig` (`{"activity": {"session_id": [...]}}`) on
+connect and after a reload, `profileChanged` (`{"active": name|null}`) on connect and
+when the active profile changes, `inflight` (`llamaswap.http.inflight`) as a snapshot
+on connect and as upserts and removals after it. A client that lost events (a full
+buffer) gets a fresh `inflight` snapshot with the next frame.
 
 The stream is lossy by design: it reads one bounded subscription, so a client that falls
 behind misses events instead of slowing the router or the log writers. A missed state
@@ -34,8 +42,11 @@ from llamaswap.runtime.events import (
     SwapStarted,
 )
 
+from .. import inflight
+from ..inflight import INFLIGHT, InflightChanged
 from ..service import Service, service_of
 from ..usage import tokens_per_second
+from .profiles import active_profile
 
 BUFFER = 1024
 KEEPALIVE_SECONDS = 15.0
@@ -64,15 +75,34 @@ STREAMS = web.AppKey("llamaswap_event_streams", Streams)
 
 
 def add_routes(app: web.Application) -> None:
+    inflight.install(app)
     streams = app[STREAMS] = Streams()
     app.on_shutdown.append(streams.close_all)
     app.router.add_get("/api/events", events)
 
 
-def frame(kind: str, data: dict[str, Any]) -> bytes:
+def frame(kind: str, data: dict[str, Any] | str) -> bytes:
     """One SSE frame; json.dumps escapes newlines, so the payload is always one `data:` line."""
     payload = json.dumps({"type": kind, "data": data}, ensure_ascii=False, separators=(",", ":"))
     return f"event: message\ndata: {payload}\n\n".encode()
+
+
+def llama_swap_frame(kind: str, data: dict[str, Any]) -> bytes:
+    """A frame in llama-swap's wire format: `data` encoded a second time, as a string."""
+    return frame(kind, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+
+
+def ui_config(service: Service) -> bytes:
+    session_id = list(service.config.ui_session_headers)
+    return llama_swap_frame("uiConfig", {"activity": {"session_id": session_id}})
+
+
+def profile_changed(active: str | None) -> bytes:
+    return llama_swap_frame("profileChanged", {"active": active})
+
+
+def inflight_snapshot(request: web.Request) -> bytes:
+    return llama_swap_frame("inflight", request.app[INFLIGHT].snapshot())
 
 
 def model_status(service: Service, changed: ProcessStateChanged | None = None) -> bytes:
@@ -130,7 +160,7 @@ def encode(service: Service, event: object) -> bytes:
         case RouterStateChanged(new=new, event=router_event):
             state = frame("routerState", {"state": new})
             if router_event == RouterEvent.RELOAD_DONE:  # models may have come or gone
-                state += model_status(service)
+                state += model_status(service) + ui_config(service)
             return state
         case RouterSnapshot():
             return queue(event)
@@ -155,15 +185,20 @@ def encode(service: Service, event: object) -> bytes:
         case LogLine(source=source, text=text):
             return log_data(source, text)
         case ProfileChanged(active=active):
-            return frame("profileChanged", {"active": active})
+            return profile_changed(active)
+        case InflightChanged(payload=payload):
+            return llama_swap_frame("inflight", payload)
     return b""
 
 
-def initial_burst(service: Service, history: bool) -> bytes:
+def initial_burst(request: web.Request, service: Service, history: bool) -> bytes:
     """What a new client needs before live events make sense: the current picture."""
     burst = model_status(service)
     burst += frame("routerState", {"state": service.router.state})
     burst += queue(service.router.snapshot)
+    burst += ui_config(service)
+    burst += profile_changed(active_profile(service))
+    burst += inflight_snapshot(request)
     if history:
         for ring in (service.proxy_log, service.upstream_log):
             burst += b"".join(log_data(ring.source, line) for line in ring.lines())
@@ -183,7 +218,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             stack.enter_context(ring.follow(BUFFER))
             for ring in (service.proxy_log, service.upstream_log)
         ]
-        burst = initial_burst(service, history="no-history" not in request.query)
+        burst = initial_burst(request, service, history="no-history" not in request.query)
         scopes = request.app[STREAMS].scopes
         scope = anyio.CancelScope()
         scopes.add(scope)
@@ -196,7 +231,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 async with anyio.create_task_group() as tg:
                     for follower in followers:
                         tg.start_soon(_merge_logs, follower, inbox)
-                    await _pump(response, service, inbox)
+                    await _pump(request, response, service, inbox)
                     tg.cancel_scope.cancel()
         except ConnectionResetError:
             pass  # the client left between two writes
@@ -211,12 +246,17 @@ async def _merge_logs(lines: Subscription, inbox: Subscription) -> None:
         inbox.offer(line)
 
 
-async def _pump(response: web.StreamResponse, service: Service, inbox: Subscription) -> None:
+async def _pump(
+    request: web.Request, response: web.StreamResponse, service: Service, inbox: Subscription
+) -> None:
     with contextlib.suppress(ConnectionResetError):  # the client left
-        await _send_events(response, service, inbox)
+        await _send_events(request, response, service, inbox)
 
 
-async def _send_events(response: web.StreamResponse, service: Service, inbox: Subscription) -> None:
+async def _send_events(
+    request: web.Request, response: web.StreamResponse, service: Service, inbox: Subscription
+) -> None:
+    dropped = inbox.dropped
     while True:
         event: object = None
         with anyio.move_on_after(KEEPALIVE_SECONDS):
@@ -225,6 +265,9 @@ async def _send_events(response: web.StreamResponse, service: Service, inbox: Su
             await response.write(KEEPALIVE)
             continue
         data = encode(service, event)
+        if inbox.dropped != dropped:  # in-flight changes were perhaps lost: start over
+            dropped = inbox.dropped
+            data += inflight_snapshot(request)
         if data:
             await response.write(data)
         if isinstance(event, RouterStateChanged) and event.new in ROUTER_CLOSED:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from urllib.parse import unquote
 
 import anyio
 from aiohttp import web
@@ -19,21 +20,25 @@ from llamaswap.config import ModelConfig
 from llamaswap.runtime.events import RequestFinished
 from llamaswap.scheduling import RoutingError
 
-from .. import stalls
+from .. import inflight, sockets, stalls
 from ..errors import error_response, routing_error_response
-from ..extract import BadRequest, Inbound, read_inbound
-from ..filters import rewritten_body
+from ..extract import NO_MODEL, BadRequest, Inbound, NoModel, read_inbound
+from ..filters import rewrite_query, rewritten_body
+from ..inflight import tracked
 from ..loading import LoadingStream, wants_loading_stream
 from ..naming import LocalTarget, NoSelectorTarget, PeerTarget, UnknownModel, resolve
 from ..proxy import (
     TAIL_BYTES,
     Exchange,
+    Watcher,
     end_broken,
     forward_leased,
     raised_status,
     upstream_request_headers,
 )
+from ..router_mode import router_props
 from ..service import Service, service_of
+from ..websocket import is_upgrade
 from .peers import forward_to_peer
 
 POST_JSON = (
@@ -69,10 +74,20 @@ GET_WITH_MODEL = ("/v1/audio/voices", "/sdapi/v1/loras", "/props")
 
 
 def add_routes(app: web.Application) -> None:
+    sockets.install(app)
+    inflight.install(app)
     for path in (*POST_JSON, *POST_MULTIPART):
         app.router.add_post(path, handle_model_request)
     for path in GET_WITH_MODEL:
         app.router.add_get(path, handle_model_request)
+
+
+def is_model_route(method: str, path: str) -> bool:
+    """Is `path` (raw or decoded) one of these endpoints for `method`?"""
+    path = unquote(path)
+    if method == "POST":
+        return path in POST_JSON or path in POST_MULTIPART
+    return method == "GET" and path in GET_WITH_MODEL
 
 
 def upstream_path(request: web.Request) -> str:
@@ -91,8 +106,13 @@ async def handle_model_request(request: web.Request) -> web.StreamResponse:
         inbound = await read_inbound(request, form_route=request.path in POST_MULTIPART)
     except BadRequest as exc:
         return error_response(request, 400, str(exc))
+    except NoModel as exc:
+        return error_response(request, 404, str(exc))
+    upgrade = is_upgrade(request)
     if not inbound.model:
-        return error_response(request, 400, "no model id could be identified in the request")
+        if request.path == "/props" and not upgrade:  # a client of llama.cpp's router mode
+            return web.json_response(router_props(service))
+        return error_response(request, 404, NO_MODEL)
     try:
         target = resolve(
             inbound.model,
@@ -105,15 +125,32 @@ async def handle_model_request(request: web.Request) -> web.StreamResponse:
         return error_response(request, 404, str(exc), code="model_not_found")
     except NoSelectorTarget as exc:
         return error_response(request, 503, str(exc))
+    # an ignored websocket holds nothing: no selector reservation, not in flight
+    ignored = (
+        upgrade
+        and isinstance(target, LocalTarget)
+        and service.config.models[target.model_id].ignore_websockets
+    )
     reservation = (
         service.selectors.reserve(target.selector, _target_name(target))
-        if target.selector
+        if target.selector and not ignored
         else contextlib.nullcontext()
     )
-    with reservation:
+    metadata = {"selector": target.selector} if target.selector else {}
+    track_as = None if ignored else request.path
+    with reservation, tracked(request, _target_name(target), track_as, None, metadata) as entry:
         if isinstance(target, PeerTarget):
-            return await forward_to_peer(request, service, target, inbound, upstream_path(request))
-        return await serve_local(request, service, target, inbound)
+            path = _renamed_query(request, upstream_path(request), inbound, target.model)
+            return await forward_to_peer(request, service, target, inbound, path, watcher=entry)
+        path = _renamed_query(request, upstream_path(request), inbound, target.requested)
+        return await serve_local(request, service, target, inbound, path, watcher=entry)
+
+
+def _renamed_query(request: web.Request, path: str, inbound: Inbound, name: str) -> str:
+    """A GET's `?model=` renamed by a profile pin, a selector or a peer (filters.py)."""
+    if request.method != "GET" or name == inbound.model:
+        return path
+    return rewrite_query(path, name)
 
 
 def _target_name(target: LocalTarget | PeerTarget) -> str:
@@ -126,25 +163,31 @@ async def local_body(
     model: ModelConfig, target: LocalTarget, inbound: Inbound
 ) -> tuple[bytes, dict[str, str]]:
     """The body to send upstream: renamed for useModelName or a profile/selector rewrite."""
-    renamed = model.use_model_name or (
-        target.requested if target.requested != inbound.model else ""
-    )
-    return await rewritten_body(inbound, renamed, model.filters, target.requested)
+    pinned = target.requested if target.requested != inbound.model else ""
+    renamed = model.use_model_name or pinned
+    return await rewritten_body(inbound, renamed, model.filters, target.requested, pinned=pinned)
 
 
 async def serve_local(
-    request: web.Request, service: Service, target: LocalTarget, inbound: Inbound
+    request: web.Request,
+    service: Service,
+    target: LocalTarget,
+    inbound: Inbound,
+    path: str,
+    *,
+    watcher: Watcher | None = None,
 ) -> web.StreamResponse:
+    if is_upgrade(request):
+        return await sockets.serve_local(request, target.model_id, path)
     model = service.config.models[target.model_id]
     body, extra_headers = await local_body(model, target, inbound)
     headers = upstream_request_headers(request)
     headers.update(extra_headers)
-    path = upstream_path(request)
     loading = None
     if wants_loading_stream(path, inbound.streaming, model.send_loading_state):
         loading = LoadingStream(request, target.model_id)
     started = time.monotonic()
-    exchange = Exchange()
+    exchange = Exchange(watcher=watcher)
     try:
         if loading is None:
             return await _lease_and_forward(

@@ -1,5 +1,8 @@
 """`GET /v1/models` and `/models`: every model a client may ask for (§2.6).
 
+`/models` carries the same records with the fields llama.cpp's router mode adds
+(`llamaswap.http.router_mode`), for clients written for it.
+
 Local models (unlisted ones hidden), their aliases when `includeAliasesInList`, peer
 models as `<peer>/<model>`, selectors, and the active profile's pins. Each record says
 whether it is loaded, and `meta.llamaswap` tells what kind of name it is.
@@ -15,6 +18,7 @@ from aiohttp import web
 from llamaswap.config import Capabilities, Config, ModelConfig
 from llamaswap.fsm.names import PROCESS_HOLDS_RESOURCES, PROCESS_LOADING, PROCESS_SERVING
 
+from ..router_mode import with_router_fields
 from ..service import Service, service_of
 
 CAPABILITY_META_KEYS = ("architecture", "capabilities", "supported_parameters", "context_length")
@@ -22,7 +26,7 @@ CAPABILITY_META_KEYS = ("architecture", "capabilities", "supported_parameters", 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/models", list_models)
-    app.router.add_get("/models", list_models)
+    app.router.add_get("/models", list_router_models)
 
 
 def _capability_fields(caps: Capabilities | None, meta: dict[str, Any]) -> dict[str, Any]:
@@ -165,11 +169,24 @@ def _other_records(service: Service, created: int) -> list[dict[str, Any]]:
     return records
 
 
-async def list_models(request: web.Request) -> web.Response:
-    service = service_of(request)
+def all_records(service: Service) -> list[dict[str, Any]]:
     created = int(time.time())
     records = _local_records(service, created) + _other_records(service, created)
     records.sort(key=lambda record: str(record["id"]))
+    return records
+
+
+async def list_models(request: web.Request) -> web.Response:
+    return _listing(request, all_records(service_of(request)))
+
+
+async def list_router_models(request: web.Request) -> web.Response:
+    """`/models`: the same records with llama.cpp router mode's fields (router_mode.py)."""
+    service = service_of(request)
+    return _listing(request, [with_router_fields(service, r) for r in all_records(service)])
+
+
+def _listing(request: web.Request, records: list[dict[str, Any]]) -> web.Response:
     response = web.json_response({"object": "list", "data": records})
     origin = request.headers.get("Origin")
     if origin:

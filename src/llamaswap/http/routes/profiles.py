@@ -8,6 +8,7 @@ already routed keep their model. No profile is active at startup or after a relo
 from __future__ import annotations
 
 import json
+import logging
 
 from aiohttp import web
 
@@ -16,6 +17,8 @@ from llamaswap.runtime.events import ProfileChanged
 
 from ..errors import error_response
 from ..service import Service, service_of
+
+log = logging.getLogger("llamaswap.profiles")
 
 
 def add_routes(app: web.Application) -> None:
@@ -43,9 +46,11 @@ async def set_active_profile(request: web.Request) -> web.Response:
     """`{"name": "x"}` activates profile x; `{"name": null}` or `""` deactivates."""
     service = service_of(request)
     try:
-        body = json.loads(await request.read())
+        body = _first_json_value(await request.read())
     except ValueError:  # bad JSON or bad UTF-8
         return error_response(request, 400, "invalid profile request")
+    if body is None:  # `null` decodes to an empty object in Go
+        body = {}
     if not isinstance(body, dict):
         return error_response(request, 400, "invalid profile request")
     if "name" not in body:
@@ -55,9 +60,18 @@ async def set_active_profile(request: web.Request) -> web.Response:
         return error_response(request, 400, "profile name must be a string or null")
     if name and name not in service.config.profiles:
         return error_response(request, 404, f'profile "{name}" not found')
-    service.active_profile = name or None
-    service.bus.publish(ProfileChanged(service.active_profile))
+    if (name or None) != active_profile(service):  # an event only for a real change
+        service.active_profile = name or None
+        log.info("active profile changed to %r", name or "")
+        service.bus.publish(ProfileChanged(service.active_profile))
     return web.json_response({"active": service.active_profile})
+
+
+def _first_json_value(raw: bytes) -> object:
+    """The first JSON value of the body, as Go's `json.Decoder.Decode` reads it (what
+    follows it is not read)."""
+    text = raw.decode("utf-8").lstrip(" \t\r\n")
+    return json.JSONDecoder().raw_decode(text)[0]
 
 
 async def version(_request: web.Request) -> web.Response:

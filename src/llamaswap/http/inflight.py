@@ -1,0 +1,185 @@
+"""The requests in flight, as llama-swap's dashboards see them (`inflight` on /api/events).
+
+Rules (llama-swap's `internal/server/inflight.go`):
+
+1. Tracked: model-routed requests once their model is known (waiting for a load
+   included), and `/upstream/<model>/<path>` when `<path>` is itself a model-routed
+   endpoint for that method. Not tracked: ignored websockets, ComfyUI, operator routes.
+2. Every change is published on the service's bus as an `InflightChanged` whose payload
+   is llama-swap's `InFlightRequestsEvent`: `{"operation": "upsert", "request": entry}`
+   when a request starts or its response headers are known, `{"operation": "remove",
+   "id"}` when it ends, and, at most every 250 ms while the body streams, an upsert with
+   the bytes sent so far. `snapshot()` gives `{"operation": "snapshot", "requests": [..]}`
+   (the key left out when there are none, as Go's `omitempty` does).
+3. An entry is `{id, timestamp, model, req_path, method, req_headers, remote_ip,
+   resp_headers, resp_bytes, elapsed_ms, metadata?}`; credentials and cookies in the
+   headers read `[REDACTED]`.
+4. Publishing never blocks: the bus is lossy per subscriber, and /api/events sends a
+   fresh snapshot to a subscriber that lost events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from llamaswap.runtime.events import EventBus
+
+from .middleware import client_ip
+from .proxy import Exchange
+from .service import SERVICE
+
+UPDATE_SECONDS = 0.25
+SENSITIVE = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})
+REDACTED = "[REDACTED]"
+
+
+@dataclass(frozen=True, slots=True)
+class InflightChanged:
+    """One llama-swap `InFlightRequestsEvent`, ready to encode."""
+
+    payload: dict[str, Any]
+
+
+def canonical(name: str) -> str:
+    """Go's canonical header key: `x-api-key` -> `X-Api-Key`."""
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+def header_map(headers: Mapping[str, str]) -> dict[str, str]:
+    """The first value of each header under its canonical name, credentials redacted."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        key = canonical(name)
+        if key not in out:
+            out[key] = REDACTED if name.lower() in SENSITIVE else value
+    return out
+
+
+def _rfc3339(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(eq=False)
+class Entry:
+    """One tracked request (rule 3)."""
+
+    id: str
+    model: str
+    req_path: str
+    method: str
+    req_headers: dict[str, str]
+    remote_ip: str
+    metadata: dict[str, str]
+    tracker: InflightTracker
+    started_at: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.monotonic)
+    resp_headers: dict[str, str] = field(default_factory=dict)
+    resp_bytes: int = 0
+    last_emitted: float = field(default_factory=time.monotonic)
+
+    def as_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "id": self.id,
+            "timestamp": _rfc3339(self.started_at),
+            "model": self.model,
+            "req_path": self.req_path,
+            "method": self.method,
+            "req_headers": dict(self.req_headers),
+            "remote_ip": self.remote_ip,
+            "resp_headers": dict(self.resp_headers),
+            "resp_bytes": self.resp_bytes,
+            "elapsed_ms": max(0, int((time.monotonic() - self.started) * 1000)),
+        }
+        if self.metadata:
+            entry["metadata"] = dict(self.metadata)
+        return entry
+
+    # the proxy's callbacks (Exchange.watcher)
+    def headers(self, headers: Mapping[str, str]) -> None:
+        self.resp_headers = header_map(headers)
+        self.tracker.upsert(self)
+
+    def sent(self, size: int) -> None:
+        self.resp_bytes += size
+        if time.monotonic() - self.last_emitted >= UPDATE_SECONDS:
+            self.tracker.upsert(self)
+
+
+class InflightTracker:
+    """The tracked requests of one server (rule 2)."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+        self._ids = itertools.count(1)
+        self._entries: dict[str, Entry] = {}
+
+    def add(self, request: web.Request, model: str, path: str, metadata: dict[str, str]) -> Entry:
+        entry = Entry(
+            id=str(next(self._ids)),
+            model=model,
+            req_path=path,
+            method=request.method,
+            req_headers=header_map(request.headers),
+            remote_ip=client_ip(request),
+            metadata=metadata,
+            tracker=self,
+        )
+        self._entries[entry.id] = entry
+        self.upsert(entry)
+        return entry
+
+    def upsert(self, entry: Entry) -> None:
+        if entry.id in self._entries:
+            entry.last_emitted = time.monotonic()
+            self._bus.publish(InflightChanged({"operation": "upsert", "request": entry.as_json()}))
+
+    def remove(self, entry: Entry) -> None:
+        if self._entries.pop(entry.id, None) is not None:
+            self._bus.publish(InflightChanged({"operation": "remove", "id": entry.id}))
+
+    def snapshot(self) -> dict[str, Any]:
+        entries = sorted(self._entries.values(), key=lambda e: (e.started_at, int(e.id)))
+        snapshot: dict[str, Any] = {"operation": "snapshot"}
+        if entries:
+            snapshot["requests"] = [entry.as_json() for entry in entries]
+        return snapshot
+
+
+INFLIGHT = web.AppKey("llamaswap_inflight", InflightTracker)
+
+
+def install(app: web.Application) -> None:
+    """Keep the tracker on `app` (idempotent)."""
+    if INFLIGHT not in app:
+        app[INFLIGHT] = InflightTracker(app[SERVICE].bus)
+
+
+@contextlib.contextmanager
+def tracked(
+    request: web.Request,
+    model: str,
+    path: str | None,
+    exchange: Exchange | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Iterator[Entry | None]:
+    """Track the request while the block runs (`path` None: not tracked); the entry
+    watches `exchange`'s response headers and bytes."""
+    if path is None:
+        yield None
+        return
+    tracker = request.app[INFLIGHT]
+    entry = tracker.add(request, model, path, metadata or {})
+    if exchange is not None:
+        exchange.watcher = entry
+    try:
+        yield entry
+    finally:
+        tracker.remove(entry)
