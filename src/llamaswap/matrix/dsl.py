@@ -1,20 +1,18 @@
-"""The matrix set language (§1.9): `(a | b) & c`, `+other`, expanded to concrete sets.
+"""The matrix set language (§1.9): `(a | b) & c`, `+other`, parsed and resolved.
 
 Grammar: `or := and ('|' and)*`, `and := atom ('&' atom)*`,
 `atom := IDENT | '+' IDENT | '(' or ')'`; identifiers are letters, digits, `_ - .`.
-`&` binds tighter than `|`. A set expands to its alternatives: each a set of real
-model IDs that may run together. Sets are compiled in solver order: a set that others
-reference (`+name`) comes before them, otherwise definition order, which is the
-order llama-swap's solver walks them in for tie-breaking.
+`&` binds tighter than `|`. A set describes alternatives: each a set of real model IDs
+that may run together. Sets are compiled in solver order: a set that others reference
+(`+name`) comes before them, otherwise definition order, which is the order
+llama-swap's solver walks them in for tie-breaking. There is no expansion limit:
+the trees are never expanded (see `llamaswap.matrix.program`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import product
-
-MAX_ALTERNATIVES = 10_000
 
 
 class DslError(ValueError):
@@ -132,7 +130,7 @@ def _walk(node: Node) -> list[Leaf | Ref]:
 @dataclass
 class CompiledSets:
     order: list[str] = field(default_factory=list)  # solver order
-    alternatives: dict[str, list[frozenset[str]]] = field(default_factory=dict)
+    roots: dict[str, Node] = field(default_factory=dict)  # leaves resolved to model IDs
     errors: list[tuple[str, str]] = field(default_factory=list)  # (set name, message)
 
 
@@ -142,7 +140,11 @@ Resolver = Callable[[str], str | None]
 
 
 def compile_sets(definitions: list[tuple[str, str]], resolve: Resolver) -> CompiledSets:
-    """Parse, resolve, order and expand every set; errors are collected, not raised."""
+    """Parse, resolve and order every set; errors are collected, not raised.
+
+    Nothing is expanded: `llamaswap.matrix.program` links the resolved trees
+    into a program that is solved symbolically, like llama-swap since its PR #960.
+    """
     result = CompiledSets()
     names = {name for name, _ in definitions}
     roots: dict[str, Node] = {}
@@ -166,7 +168,7 @@ def compile_sets(definitions: list[tuple[str, str]], resolve: Resolver) -> Compi
             elif item.name not in refs:
                 refs.append(item.name)
         if ok:
-            roots[name] = root
+            roots[name] = _resolved(root, resolve)
             deps[name] = refs
 
     state: dict[str, int] = {}  # 1 visiting, 2 done, 3 failed
@@ -189,42 +191,15 @@ def compile_sets(definitions: list[tuple[str, str]], resolve: Resolver) -> Compi
 
     for name, _ in definitions:
         visit(name)
-
-    memo: dict[int, list[frozenset[str]]] = {}
-
-    def expand(node: Node) -> list[frozenset[str]]:
-        key = id(node)
-        if key in memo:
-            return memo[key]
-        if isinstance(node, Leaf):
-            model = resolve(node.name) or ""
-            out = [frozenset({model}) if model else frozenset()]
-        elif isinstance(node, Ref):
-            out = result.alternatives[node.name]
-        elif isinstance(node, Or):
-            out = _unique(alt for child in node.children for alt in expand(child))
-        else:
-            parts = [expand(child) for child in node.children]
-            size = 1
-            for part in parts:
-                size *= len(part)
-            if size > MAX_ALTERNATIVES:
-                raise DslError(f"expands to more than {MAX_ALTERNATIVES} combinations")
-            out = _unique(frozenset().union(*combo) for combo in product(*parts))
-        if len(out) > MAX_ALTERNATIVES:
-            raise DslError(f"expands to more than {MAX_ALTERNATIVES} combinations")
-        memo[key] = out
-        return out
-
-    for name in list(result.order):
-        try:
-            result.alternatives[name] = expand(roots[name])
-        except DslError as exc:
-            result.errors.append((name, str(exc)))
-            result.alternatives[name] = []
+    result.roots = {name: roots[name] for name in result.order}
     return result
 
 
-def _unique(alternatives: Iterable[frozenset[str]]) -> list[frozenset[str]]:
-    """Drop repeated alternatives, keeping first-seen order (the solver's tie-break)."""
-    return list(dict.fromkeys(alternatives))
+def _resolved(node: Node, resolve: Resolver) -> Node:
+    """The same tree with every identifier replaced by its model ID ("" if broken)."""
+    if isinstance(node, Leaf):
+        return Leaf(resolve(node.name) or "")
+    if isinstance(node, Ref):
+        return node
+    children = tuple(_resolved(child, resolve) for child in node.children)
+    return And(children) if isinstance(node, And) else Or(children)
