@@ -11,7 +11,7 @@ the trees are never expanded (see `llamaswap.matrix.program`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 
@@ -115,7 +115,10 @@ def parse(text: str) -> Node:
             return inner
         raise DslError(f"parse: unexpected token {value or 'end of expression'!r}")
 
-    root = parse_or()
+    try:
+        root = parse_or()
+    except RecursionError:
+        raise DslError("parse: expression nested too deeply") from None
     if pos < len(tokens):
         raise DslError(f"parse: unexpected token {tokens[pos][1]!r} after expression")
     return root
@@ -171,9 +174,26 @@ def compile_sets(definitions: list[tuple[str, str]], resolve: Resolver) -> Compi
             roots[name] = _resolved(root, resolve)
             deps[name] = refs
 
-    state: dict[str, int] = {}  # 1 visiting, 2 done, 3 failed
+    _order_sets(definitions, roots, deps, result)
+    result.roots = {name: roots[name] for name in result.order}
+    return result
 
-    def visit(name: str) -> bool:
+
+def _order_sets(
+    definitions: list[tuple[str, str]],
+    roots: dict[str, Node],
+    deps: dict[str, list[str]],
+    result: CompiledSets,
+) -> None:
+    """Depth-first, referenced sets first; a set failing makes its referrers fail.
+
+    Iterative (an explicit stack), so a chain of `+ref`s of any length is ordered.
+    """
+    state: dict[str, int] = {}  # 1 visiting, 2 done, 3 failed
+    frames: list[tuple[str, Iterator[str], list[bool]]] = []
+
+    def enter(name: str) -> bool | None:
+        """The set's result when already known, else None (its frame is pushed)."""
         if state.get(name) == 1:
             result.errors.append((name, f'circular reference detected involving set "{name}"'))
             return False
@@ -183,16 +203,25 @@ def compile_sets(definitions: list[tuple[str, str]], resolve: Resolver) -> Compi
             state[name] = 3
             return False
         state[name] = 1
-        ok = all([visit(dep) for dep in deps[name]])
-        state[name] = 2 if ok else 3
-        if ok:
-            result.order.append(name)
-        return ok
+        frames.append((name, iter(deps[name]), [True]))
+        return None
 
-    for name, _ in definitions:
-        visit(name)
-    result.roots = {name: roots[name] for name in result.order}
-    return result
+    for start, _ in definitions:
+        enter(start)
+        while frames:
+            name, pending, ok = frames[-1]
+            dep = next(pending, None)
+            if dep is not None:
+                known = enter(dep)
+                if known is not None:
+                    ok[0] = ok[0] and known
+                continue
+            frames.pop()
+            state[name] = 2 if ok[0] else 3
+            if ok[0]:
+                result.order.append(name)
+            if frames:
+                frames[-1][2][0] = frames[-1][2][0] and ok[0]
 
 
 def _resolved(node: Node, resolve: Resolver) -> Node:

@@ -51,41 +51,63 @@ class _Projection:
         self.relevant = relevant
         self.memo: dict[int, list[State]] = {}
 
-    def states(self, index: int) -> list[State]:
-        found = self.memo.get(index)
-        if found is not None:
-            return found
+    def states(self, root: int) -> list[State]:
+        """The node's states, children first; iterative, so `+ref` chains of any length."""
+        memo = self.memo
+        if root in memo:
+            return memo[root]
         program, relevant = self.program, self.relevant
-        support, kinds = program.support, program.kinds
-        out: list[State]
-        if not support[index] & relevant:
-            out = [(0, index)]
-        elif kinds[index] == LEAF:
-            out = [(support[index], program.leaf_models[index])]
-        elif kinds[index] == OR:
-            out = []
-            for child in program.children[index]:
-                if not support[child] & relevant:
-                    _add(out, (0, child))
-                elif kinds[child] == LEAF:
-                    _add(out, (support[child], program.leaf_models[child]))
-                else:
-                    for state in self.states(child):
-                        _add(out, state)
-        else:
-            out = [(0, None)]
-            for child in program.children[index]:
-                if not support[child] & relevant:
-                    # union with nothing: the states stay distinct and maximal, in order
-                    out = [(mask, (witness, child)) for mask, witness in out]
+        support, kinds, children = program.support, program.kinds, program.children
+        stack = [root]
+        while stack:
+            index = stack[-1]
+            if index in memo:
+                stack.pop()
+                continue
+            if not support[index] & relevant:
+                memo[index] = [(0, index)]
+            elif kinds[index] == LEAF:
+                memo[index] = [(support[index], program.leaf_models[index])]
+            else:
+                pending = []
+                for child in children[index]:
+                    if child in memo:
+                        continue
+                    if not support[child] & relevant:
+                        memo[child] = [(0, child)]
+                    elif kinds[child] == LEAF:
+                        memo[child] = [(support[child], program.leaf_models[child])]
+                    else:
+                        pending.append(child)
+                if pending:
+                    stack.extend(reversed(pending))
                     continue
-                right = self.states(child)
-                combined: list[State] = []
-                for left_mask, left_witness in out:
-                    for right_mask, right_witness in right:
-                        _add(combined, (left_mask | right_mask, (left_witness, right_witness)))
-                out = combined
-        self.memo[index] = out
+                memo[index] = self._combine(index)
+            stack.pop()
+        return memo[root]
+
+    def _combine(self, index: int) -> list[State]:
+        """An `|` or `&` node's states from its children's (all already known)."""
+        memo, children = self.memo, self.program.children[index]
+        out: list[State]
+        if self.program.kinds[index] == OR:
+            out = []
+            for child in children:
+                for state in memo[child]:
+                    _add(out, state)
+            return out
+        out = [(0, None)]
+        for child in children:
+            right = memo[child]
+            if len(right) == 1 and right[0][0] == 0:
+                # union with nothing: the states stay distinct and maximal, in order
+                out = [(mask, (witness, right[0][1])) for mask, witness in out]
+                continue
+            combined: list[State] = []
+            for left_mask, left_witness in out:
+                for right_mask, right_witness in right:
+                    _add(combined, (left_mask | right_mask, (left_witness, right_witness)))
+            out = combined
         return out
 
 

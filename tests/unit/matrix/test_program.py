@@ -274,3 +274,18 @@ def test_explicit_alternatives_keep_their_order_and_set_names() -> None:
 def test_programs_compare_by_content() -> None:
     assert program_of(("s", "a & b")) == program_of(("s", "a & b"))
     assert program_of(("s", "a & b")) != program_of(("s", "a | b"))
+
+
+def test_a_chain_of_1500_references_orders_and_solves_without_recursion() -> None:
+    # defined top first, so ordering walks the whole chain; only `top` names t, so
+    # solving for t walks it too
+    chain = [(f"s{i}", f"+s{i + 1} & a") for i in range(1500)] + [("s1500", "a")]
+    program = program_of(("top", "+s0 & t"), *chain)
+    assert [s.name for s in program.sets][:2] == ["s1500", "s1499"]
+    assert program.sets[-1].name == "top"
+    assert evictions(program, "t", ["a", "b"], {}) == ("b",)
+
+
+def test_an_expression_nested_too_deeply_is_an_error_not_a_crash() -> None:
+    compiled = compile_sets([("s", "(" * 2000 + "a" + ")" * 2000)], lambda name: name)
+    assert compiled.errors == [("s", "parse: expression nested too deeply")]
