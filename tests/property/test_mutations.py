@@ -10,8 +10,19 @@ import pytest
 from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from llamaswap.scheduling import Group, GroupPolicy, ModelRules, Pinned, Request, Scheduler
+from llamaswap.matrix import compile_program, compile_sets
+from llamaswap.scheduling import (
+    Group,
+    GroupPolicy,
+    MatrixAlternative,
+    MatrixPolicy,
+    ModelRules,
+    Pinned,
+    Request,
+    Scheduler,
+)
 from llamaswap.verification import InvariantViolation, Scenario, build_exploration
+from llamaswap.verification.matrix_truth import MatrixTruth
 
 HUNT = settings(
     max_examples=400,
@@ -133,3 +144,15 @@ def test_catches_evicting_a_model_that_is_not_swappable() -> None:
     scenario = Scenario(rules, GroupPolicy(default), groups=default)  # no Pinned wrapper
     assert hunt(scenario).kind == "not swappable"
     Scenario(rules, Pinned(GroupPolicy(default), {"a"}), groups=default)  # the right one
+
+
+def test_catches_a_matrix_policy_that_keeps_what_no_set_allows() -> None:
+    """Judged by the unpruned projection of the sets, not by the solver under test."""
+    compiled = compile_sets([("pair", "(a | b) & c"), ("ab", "a & b")], lambda model: model)
+    program = compile_program(compiled.order, compiled.roots)
+    # any two may run together, never all three: a policy keeping all three is wrong
+    too_lenient = MatrixPolicy([MatrixAlternative("all", frozenset({"a", "b", "c"}))], {})
+    scenario = Scenario(RULES, too_lenient, matrix_sets=MatrixTruth(program, listed_limit=0))
+    violation = hunt(scenario)
+    assert violation.kind == "matrix"
+    assert violation.models == frozenset({"a", "b", "c"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, seed, settings
 
+from llamaswap.matrix import MatrixProgram, compile_program, compile_sets
 from llamaswap.scheduling import (
     CapacityGuard,
     FitPolicy,
@@ -23,6 +24,7 @@ from llamaswap.scheduling import (
     Resources,
 )
 from llamaswap.verification import Scenario, build_exploration
+from llamaswap.verification.matrix_truth import MatrixTruth
 
 # A fixed seed rather than derandomize=True: every stateful test runs through one
 # Hypothesis test function, so derandomized examples would depend on test order.
@@ -50,6 +52,15 @@ MIXED_GROUPS = (
     Group("keep", ("d",), swap=True, exclusive=False, persistent=True),
 )
 SETS = (frozenset({"a", "b"}), frozenset({"a", "c"}), frozenset({"d"}))
+
+
+def dsl(*sets: tuple[str, str]) -> MatrixProgram:
+    compiled = compile_sets(list(sets), lambda model: model)
+    return compile_program(compiled.order, compiled.roots)
+
+
+# `with_d` references `pair` and is defined first: solver order is pair, with_d, solo
+DSL_SETS = dsl(("with_d", "+pair & (d | a)"), ("pair", "(a | b) & c"), ("solo", "d"))
 RESOURCES = Resources(
     {"vram": 24}, {"a": {"vram": 8}, "b": {"vram": 10}, "c": {"vram": 12}, "d": {"vram": 20}}
 )
@@ -68,6 +79,13 @@ SCENARIOS = {
         MatrixPolicy([MatrixAlternative(f"s{i}", s) for i, s in enumerate(SETS)], {"a": 3, "b": 1}),
         max_wait=20,
         matrix_sets=SETS,
+    ),
+    # judged by the unpruned projection of the sets, not by the solver's own pruning
+    "SymbolicMatrix": Scenario(
+        RULES,
+        MatrixPolicy(DSL_SETS, {"a": 3, "c": 2}),
+        max_wait=20,
+        matrix_sets=MatrixTruth(DSL_SETS, listed_limit=0),
     ),
     "Fit": Scenario(RULES, FitPolicy(RESOURCES), max_wait=20, resources=RESOURCES),
     "Pinned": Scenario(

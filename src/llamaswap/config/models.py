@@ -11,9 +11,16 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from llamaswap.config.shell import split_command
+from llamaswap.matrix import MatrixProgram
 
 DEFAULT_GROUP = "(default)"
 PROTECTED_PARAMS = ("model",)
@@ -117,20 +124,34 @@ class GroupConfig(_Frozen):
 
 
 class MatrixSet(_Frozen):
+    """A set as written. `alternatives` lists it for people when it is small (None past
+    `LISTED_COMBINATIONS`); decisions never read it, they ask `MatrixConfig.program`."""
+
     name: str
     dsl: str
-    alternatives: list[frozenset[str]] = Field(default_factory=list)
+    alternatives: list[frozenset[str]] | None = None
+    combinations: int = 0  # alternatives the expression spells out, repeats included
     yaml_path: str = Field("", alias="yamlPath")
 
-    @field_serializer("alternatives")
-    def _sorted_alternatives(self, alternatives: list[frozenset[str]]) -> list[list[str]]:
-        return [sorted(alternative) for alternative in alternatives]
+    @model_serializer(mode="wrap")
+    def _listed_or_counted(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.alternatives is None:
+            data.pop("alternatives", None)
+        else:
+            data.pop("combinations", None)
+            data["alternatives"] = [sorted(alternative) for alternative in self.alternatives]
+        return data
 
 
 class MatrixConfig(_Frozen):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     vars: dict[str, str] = Field(default_factory=dict)
     sets: list[MatrixSet] = Field(default_factory=list)
     evict_costs: dict[str, int] = Field(default_factory=dict)
+    # The compiled sets, solved symbolically (never expanded); not part of the printout.
+    program: MatrixProgram = Field(default_factory=MatrixProgram, exclude=True, repr=False)
 
 
 class RoutingConfig(_Frozen):

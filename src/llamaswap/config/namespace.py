@@ -22,6 +22,7 @@ from llamaswap.config.models import (
 )
 from llamaswap.config.parts import build_filters, build_timeouts, url_problem
 from llamaswap.config.schema import RawPeer, RawProfile, RawSelector, decode, warn_unknown_keys
+from llamaswap.matrix import can_contain_all
 
 PEER_RESPONSE_HEADER_TIMEOUT = 60.0
 STRATEGIES = ("warm", "pin", "spillover")
@@ -258,8 +259,7 @@ def _cannot_coexist(
         return None
     wanted = set(targets)
     if routing.router == "matrix":
-        sets = routing.matrix.sets if routing.matrix else []
-        if any(wanted <= alt for s in sets for alt in s.alternatives):
+        if routing.matrix and can_contain_all(routing.matrix.program, wanted):
             return None
         return "spillover targets must all appear together in one expanded matrix set"
     if routing.router == "fit":

@@ -14,7 +14,6 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from llamaswap.config.errors import PathT, Problems, format_path
-from llamaswap.config.matrix_dsl import compile_sets
 from llamaswap.config.models import (
     DEFAULT_GROUP,
     GroupConfig,
@@ -24,6 +23,7 @@ from llamaswap.config.models import (
     RoutingConfig,
 )
 from llamaswap.config.schema import RawGroup, RawMatrix, RawTop, decode, warn_unknown_keys
+from llamaswap.matrix import LISTED_COMBINATIONS, compile_program, compile_sets
 
 _VAR_KEY = re.compile(r"^[a-zA-Z0-9.-]{1,32}$")
 _LEGACY_GROUPS: PathT = ("groups",)
@@ -266,17 +266,21 @@ def _build_matrix(
     compiled = compile_sets(list(raw.sets.items()), resolve)
     for set_name, message in compiled.errors:
         problems.add((*base, "sets", set_name), message)
+    paths = {name: format_path((*base, "sets", name)) for name in compiled.order}
+    program = compile_program(compiled.order, compiled.roots, paths)
     sets = [
         MatrixSet(
-            name=name,
-            dsl=raw.sets[name],
-            alternatives=compiled.alternatives.get(name, []),
-            yaml_path=format_path((*base, "sets", name)),
+            name=entry.name,
+            dsl=raw.sets[entry.name],
+            alternatives=program.alternatives(entry.root, LISTED_COMBINATIONS),
+            combinations=program.combinations(entry.root),
+            yaml_path=entry.yaml_path,
         )
-        for name in compiled.order
+        for entry in program.sets
     ]
     return MatrixConfig(
         vars=variables,
         sets=sets,
         evict_costs={model_id: costs.get(model_id, 1) for model_id in ids},
+        program=program,
     )

@@ -4,30 +4,23 @@ The policy is built with the capacity guard off: `check` asks whether the groups
 matrix alone keep the declared resources within the machine, because every set of
 models they let run over capacity is a place where the guard would have to step in
 at runtime. The ground truth (groups, matrix sets, resources) comes from the config
-through `llamaswap.scheduling.from_config`, like the server's policy itself.
+through `llamaswap.scheduling.from_config`, like the server's policy itself; the
+matrix's is `MatrixTruth`, which does not share the solver's pruning.
 """
 
 from __future__ import annotations
 
 from llamaswap.config import Config
-from llamaswap.scheduling.from_config import (
-    build_policy,
-    groups_of,
-    matrix_alternatives,
-    model_rules,
-    resources_of,
-)
+from llamaswap.scheduling.from_config import build_policy, groups_of, model_rules, resources_of
 from llamaswap.verification import Scenario
+from llamaswap.verification.matrix_truth import MatrixTruth
 
 
 def scenario_from_config(config: Config) -> Scenario:
     router = config.routing.router
     resources = resources_of(config)
-    matrix_sets = (
-        tuple(alternative.models for alternative in matrix_alternatives(config))
-        if router == "matrix"
-        else None
-    )
+    matrix = config.routing.matrix
+    matrix_sets = MatrixTruth(matrix.program) if router == "matrix" and matrix else None
     return Scenario(
         rules=model_rules(config),
         policy=build_policy(config, guard=False),

@@ -14,7 +14,6 @@ from .policies import (
     FitPolicy,
     Group,
     GroupPolicy,
-    MatrixAlternative,
     MatrixPolicy,
     Policy,
     Resources,
@@ -49,17 +48,6 @@ def groups_of(config: Config) -> tuple[Group, ...]:
     )
 
 
-def matrix_alternatives(config: Config) -> tuple[MatrixAlternative, ...]:
-    matrix = config.routing.matrix
-    if matrix is None:
-        return ()
-    return tuple(
-        MatrixAlternative(s.name, frozenset(alternative), s.yaml_path)
-        for s in matrix.sets
-        for alternative in s.alternatives
-    )
-
-
 def build_policy(config: Config, *, guard: bool = True) -> Policy:
     """The eviction policy the config asks for.
 
@@ -78,7 +66,7 @@ def build_policy(config: Config, *, guard: bool = True) -> Policy:
     if routing.router == "matrix":
         if routing.matrix is None:
             raise ValueError("routing.router.use: matrix needs routing.router.settings.matrix")
-        policy = MatrixPolicy(matrix_alternatives(config), routing.matrix.evict_costs)
+        policy = MatrixPolicy(routing.matrix.program, routing.matrix.evict_costs)
     else:
         policy = GroupPolicy(groups_of(config))
     policy = _pin(policy, pinned)

@@ -19,6 +19,14 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from llamaswap.matrix import (
+    MatrixProgram,
+    can_contain_all,
+    evictions,
+    first_set_containing,
+    listed_program,
+)
+
 
 class CannotFit(Exception):
     """The target can never run next to what must stay (persistent models, capacity)."""
@@ -146,6 +154,8 @@ class GroupPolicy:
 
 @dataclass(frozen=True)
 class MatrixAlternative:
+    """One explicit alternative: models that may run together (hand-written matrices)."""
+
     set_name: str
     models: frozenset[str]
     yaml_path: str = ""
@@ -154,14 +164,23 @@ class MatrixAlternative:
 class MatrixPolicy:
     """llama-swap's matrix router (§1.9): cheapest allowed set containing the target.
 
-    `alternatives` are in solver order; ties go to the first. A model in no set runs
-    alone (everything else is evicted).
+    The sets are a compiled program, solved symbolically on every call (never expanded,
+    so any number of combinations is fine); explicit `MatrixAlternative`s, in solver
+    order, are compiled into one. Ties go to the first alternative in llama-swap's
+    solver order. A model in no set runs alone (everything else is evicted).
     """
 
     name = "matrix"
 
-    def __init__(self, alternatives: Sequence[MatrixAlternative], evict_costs: Mapping[str, int]):
-        self.alternatives = tuple(alternatives)
+    def __init__(
+        self,
+        sets: MatrixProgram | Sequence[MatrixAlternative],
+        evict_costs: Mapping[str, int],
+    ) -> None:
+        if isinstance(sets, MatrixProgram):
+            self.program = sets
+        else:
+            self.program = listed_program((a.set_name, a.models, a.yaml_path) for a in sets)
         self.evict_costs = dict(evict_costs)
 
     def cost(self, model: str) -> int:
@@ -172,26 +191,20 @@ class MatrixPolicy:
     ) -> tuple[str, ...]:
         if target in running:
             return ()
-        best: tuple[int, tuple[str, ...]] | None = None
-        for alternative in self.alternatives:
-            if target not in alternative.models:
-                continue
-            evict = tuple(sorted(m for m in running if m not in alternative.models))
-            cost = sum(self.cost(m) for m in evict)
-            if best is None or cost < best[0]:
-                best = (cost, evict)
-        if best is None:
-            return tuple(sorted(running))
-        return best[1]
+        return evictions(self.program, target, running, self.evict_costs)
+
+    def allows(self, models: Collection[str]) -> bool:
+        """May these models run together (all in one alternative of one set)?"""
+        return can_contain_all(self.program, models)
 
     def protected(self, target: str) -> frozenset[str]:
         return frozenset()
 
     def rule_for(self, target: str, other: str) -> str:
-        for alternative in self.alternatives:
-            if {target, other} <= alternative.models:
-                return alternative.yaml_path or f"matrix.sets.{alternative.set_name}"
-        return "matrix.sets"
+        found = first_set_containing(self.program, (target, other))
+        if found is None:
+            return "matrix.sets"
+        return found.yaml_path or f"matrix.sets.{found.name}"
 
 
 # --- resources ------------------------------------------------------------------------

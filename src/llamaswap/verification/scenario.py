@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from llamaswap.scheduling import (
     Effects,
@@ -22,6 +23,12 @@ from llamaswap.scheduling import (
 SchedulerFactory = Callable[..., Scheduler]
 
 
+class MatrixMembership(Protocol):
+    """A matrix's ground truth: may these models run together? (see `MatrixTruth`)"""
+
+    def allows(self, models: frozenset[str]) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A routing setup to explore with Hypothesis."""
@@ -31,7 +38,8 @@ class Scenario:
     max_wait: float = 60.0
     # ground truth from the config (None = that kind of rule is not in use)
     groups: tuple[Group, ...] | None = None
-    matrix_sets: tuple[frozenset[str], ...] | None = None
+    # every allowed set written out (small, hand-made matrices), or a membership test
+    matrix_sets: tuple[frozenset[str], ...] | MatrixMembership | None = None
     resources: Resources | None = None
     check_capacity: bool = True
     # the code under test; tests substitute mutants here
@@ -43,6 +51,15 @@ class Scenario:
 
     def build_scheduler(self, effects: Effects) -> Scheduler:
         return self.scheduler_factory(self.rules, self.policy, effects, max_wait=self.max_wait)
+
+    def matrix_allows(self, models: frozenset[str]) -> bool:
+        """Do the matrix sets let `models` run together? (True without a matrix.)"""
+        sets = self.matrix_sets
+        if sets is None:
+            return True
+        if isinstance(sets, tuple):
+            return any(models <= allowed for allowed in sets)
+        return sets.allows(models)
 
     def group_of(self, model: str) -> Group | None:
         for group in self.groups or ():

@@ -486,8 +486,7 @@ class World:
                     models=together,
                     rule=f"{group.yaml_path or group.name}.swap: true",
                 )
-        sets = scenario.matrix_sets
-        if sets is not None and len(running) > 1 and not any(running <= s for s in sets):
+        if len(running) > 1 and not scenario.matrix_allows(running):
             raise self._violation(
                 "matrix",
                 f"{', '.join(sorted(running))} run together but no matrix set allows it",

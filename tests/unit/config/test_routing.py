@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from llamaswap.config import DEFAULT_GROUP, GroupConfig, format_config
-from llamaswap.config.matrix_dsl import DslError, compile_sets, parse
+from llamaswap.matrix import DslError, compile_program, compile_sets, parse
 from tests.unit.config.helpers import assert_problem, load, problems
 
 MODELS = """
@@ -121,7 +121,9 @@ def expand(
 
     compiled = compile_sets(list(sets.items()), resolve)
     assert compiled.errors == []
-    return {name: [set(alt) for alt in compiled.alternatives[name]] for name in compiled.order}
+    program = compile_program(compiled.order, compiled.roots)
+    listed = {s.name: program.alternatives(s.root, 1000) or [] for s in program.sets}
+    return {name: [set(alt) for alt in listed[name]] for name in compiled.order}
 
 
 @pytest.mark.parametrize(

@@ -1,20 +1,18 @@
-"""The matrix set language (§1.9): `(a | b) & c`, `+other`, expanded to concrete sets.
+"""The matrix set language (§1.9): `(a | b) & c`, `+other`, parsed and resolved.
 
 Grammar: `or := and ('|' and)*`, `and := atom ('&' atom)*`,
 `atom := IDENT | '+' IDENT | '(' or ')'`; identifiers are letters, digits, `_ - .`.
-`&` binds tighter than `|`. A set expands to its alternatives: each a set of real
-model IDs that may run together. Sets are compiled in solver order: a set that others
-reference (`+name`) comes before them, otherwise definition order, which is the
-order llama-swap's solver walks them in for tie-breaking.
+`&` binds tighter than `|`. A set describes alternatives: each a set of real model IDs
+that may run together. Sets are compiled in solver order: a set that others reference
+(`+name`) comes before them, otherwise definition order, which is the order
+llama-swap's solver walks them in for tie-breaking. There is no expansion limit:
+the trees are never expanded (see `llamaswap.matrix.program`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import product
-
-MAX_ALTERNATIVES = 10_000
 
 
 class DslError(ValueError):
@@ -117,7 +115,10 @@ def parse(text: str) -> Node:
             return inner
         raise DslError(f"parse: unexpected token {value or 'end of expression'!r}")
 
-    root = parse_or()
+    try:
+        root = parse_or()
+    except RecursionError:
+        raise DslError("parse: expression nested too deeply") from None
     if pos < len(tokens):
         raise DslError(f"parse: unexpected token {tokens[pos][1]!r} after expression")
     return root
@@ -132,7 +133,7 @@ def _walk(node: Node) -> list[Leaf | Ref]:
 @dataclass
 class CompiledSets:
     order: list[str] = field(default_factory=list)  # solver order
-    alternatives: dict[str, list[frozenset[str]]] = field(default_factory=dict)
+    roots: dict[str, Node] = field(default_factory=dict)  # leaves resolved to model IDs
     errors: list[tuple[str, str]] = field(default_factory=list)  # (set name, message)
 
 
@@ -142,7 +143,11 @@ Resolver = Callable[[str], str | None]
 
 
 def compile_sets(definitions: list[tuple[str, str]], resolve: Resolver) -> CompiledSets:
-    """Parse, resolve, order and expand every set; errors are collected, not raised."""
+    """Parse, resolve and order every set; errors are collected, not raised.
+
+    Nothing is expanded: `llamaswap.matrix.program` links the resolved trees
+    into a program that is solved symbolically, like llama-swap since its PR #960.
+    """
     result = CompiledSets()
     names = {name for name, _ in definitions}
     roots: dict[str, Node] = {}
@@ -166,12 +171,29 @@ def compile_sets(definitions: list[tuple[str, str]], resolve: Resolver) -> Compi
             elif item.name not in refs:
                 refs.append(item.name)
         if ok:
-            roots[name] = root
+            roots[name] = _resolved(root, resolve)
             deps[name] = refs
 
-    state: dict[str, int] = {}  # 1 visiting, 2 done, 3 failed
+    _order_sets(definitions, roots, deps, result)
+    result.roots = {name: roots[name] for name in result.order}
+    return result
 
-    def visit(name: str) -> bool:
+
+def _order_sets(
+    definitions: list[tuple[str, str]],
+    roots: dict[str, Node],
+    deps: dict[str, list[str]],
+    result: CompiledSets,
+) -> None:
+    """Depth-first, referenced sets first; a set failing makes its referrers fail.
+
+    Iterative (an explicit stack), so a chain of `+ref`s of any length is ordered.
+    """
+    state: dict[str, int] = {}  # 1 visiting, 2 done, 3 failed
+    frames: list[tuple[str, Iterator[str], list[bool]]] = []
+
+    def enter(name: str) -> bool | None:
+        """The set's result when already known, else None (its frame is pushed)."""
         if state.get(name) == 1:
             result.errors.append((name, f'circular reference detected involving set "{name}"'))
             return False
@@ -181,50 +203,32 @@ def compile_sets(definitions: list[tuple[str, str]], resolve: Resolver) -> Compi
             state[name] = 3
             return False
         state[name] = 1
-        ok = all([visit(dep) for dep in deps[name]])
-        state[name] = 2 if ok else 3
-        if ok:
-            result.order.append(name)
-        return ok
+        frames.append((name, iter(deps[name]), [True]))
+        return None
 
-    for name, _ in definitions:
-        visit(name)
-
-    memo: dict[int, list[frozenset[str]]] = {}
-
-    def expand(node: Node) -> list[frozenset[str]]:
-        key = id(node)
-        if key in memo:
-            return memo[key]
-        if isinstance(node, Leaf):
-            model = resolve(node.name) or ""
-            out = [frozenset({model}) if model else frozenset()]
-        elif isinstance(node, Ref):
-            out = result.alternatives[node.name]
-        elif isinstance(node, Or):
-            out = _unique(alt for child in node.children for alt in expand(child))
-        else:
-            parts = [expand(child) for child in node.children]
-            size = 1
-            for part in parts:
-                size *= len(part)
-            if size > MAX_ALTERNATIVES:
-                raise DslError(f"expands to more than {MAX_ALTERNATIVES} combinations")
-            out = _unique(frozenset().union(*combo) for combo in product(*parts))
-        if len(out) > MAX_ALTERNATIVES:
-            raise DslError(f"expands to more than {MAX_ALTERNATIVES} combinations")
-        memo[key] = out
-        return out
-
-    for name in list(result.order):
-        try:
-            result.alternatives[name] = expand(roots[name])
-        except DslError as exc:
-            result.errors.append((name, str(exc)))
-            result.alternatives[name] = []
-    return result
+    for start, _ in definitions:
+        enter(start)
+        while frames:
+            name, pending, ok = frames[-1]
+            dep = next(pending, None)
+            if dep is not None:
+                known = enter(dep)
+                if known is not None:
+                    ok[0] = ok[0] and known
+                continue
+            frames.pop()
+            state[name] = 2 if ok[0] else 3
+            if ok[0]:
+                result.order.append(name)
+            if frames:
+                frames[-1][2][0] = frames[-1][2][0] and ok[0]
 
 
-def _unique(alternatives: Iterable[frozenset[str]]) -> list[frozenset[str]]:
-    """Drop repeated alternatives, keeping first-seen order (the solver's tie-break)."""
-    return list(dict.fromkeys(alternatives))
+def _resolved(node: Node, resolve: Resolver) -> Node:
+    """The same tree with every identifier replaced by its model ID ("" if broken)."""
+    if isinstance(node, Leaf):
+        return Leaf(resolve(node.name) or "")
+    if isinstance(node, Ref):
+        return node
+    children = tuple(_resolved(child, resolve) for child in node.children)
+    return And(children) if isinstance(node, And) else Or(children)
