@@ -1,5 +1,5 @@
 """What Ollama's listing endpoints say about llamaswap's models: `/api/tags`,
-`/api/ps`, `/api/show`, `/api/version`.
+`/api/ps`, `/api/show` (`/api/version` is llama-swap's, in routes/profiles.py).
 
 llamaswap knows a model by its config, not by a blob store, so the fields are derived:
 `digest` is the SHA-256 of the model's config (it changes when the config does), `size`
@@ -16,7 +16,6 @@ import json
 import os
 from typing import Any
 
-import llamaswap
 from llamaswap.config import Config, ModelConfig
 from llamaswap.config.shell import split_command
 from llamaswap.fsm.names import PROCESS_LOADING, PROCESS_SERVING
@@ -27,7 +26,6 @@ from .from_openai import created_at
 from .names import display_name
 
 # The Ollama API version this layer follows (clients gate features on it).
-OLLAMA_VERSION = "0.32.0"
 CONTEXT_FLAGS = ("-c", "--ctx-size")
 
 
@@ -195,8 +193,3 @@ def show(service: Service, model_id: str) -> dict[str, Any]:
         "capabilities": capabilities(model),
         "modified_at": created_at(service.started_at),
     }
-
-
-def version() -> dict[str, Any]:
-    """Ollama's answer, plus llamaswap's own version (looked up only when asked)."""
-    return {"version": OLLAMA_VERSION, "llamaswap": llamaswap.__version__}

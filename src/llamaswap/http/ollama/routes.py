@@ -35,7 +35,8 @@ UNSUPPORTED = (
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", root)  # and HEAD
-    app.router.add_get("/api/version", version)
+    # GET /api/version is llama-swap's (routes/profiles.py): `version` parses for Ollama
+    # clients too, and llama-swap dashboards need its `commit` and `build_date`.
     app.router.add_get("/api/tags", tags)
     app.router.add_get("/api/ps", running)
     app.router.add_post("/api/show", show)
@@ -51,10 +52,6 @@ async def root(request: web.Request) -> web.StreamResponse:
     if "text/html" in request.headers.get("Accept", ""):
         raise web.HTTPFound("/ui")
     return web.Response(text=RUNNING)
-
-
-async def version(_request: web.Request) -> web.Response:
-    return web.json_response(catalog.version())
 
 
 async def tags(request: web.Request) -> web.Response:

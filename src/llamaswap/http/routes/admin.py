@@ -32,13 +32,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/models/unload", unload_all_json)
     app.router.add_post("/api/models/unload/{model:.+}", unload_one)
     app.router.add_post("/api/models/load/{model:.+}", load_one)
-    app.router.add_get("/", to_ui)
+    # GET / is the Ollama health check, which sends browsers on to /ui (ollama/routes.py)
     app.router.add_get("/upstream", to_ui_models)
     app.router.add_route("*", "/upstream/{tail:.*}", upstream_passthrough)
-
-
-async def to_ui(_request: web.Request) -> web.Response:
-    raise web.HTTPFound("/ui")
 
 
 async def to_ui_models(_request: web.Request) -> web.Response:
