@@ -7,6 +7,7 @@ process on a free 127.0.0.1 port, and awaits state-change events instead of slee
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ import aiohttp
 import anyio
 import pytest
 
+from llamaswap.runtime import process as process_module
 from llamaswap.runtime.process import ProcessActor, ProcessShutdown, StartAborted, StartFailed
 from llamaswap.testing import FORK_WRAPPER
 
@@ -431,3 +433,34 @@ def test_settings_from_a_model_config() -> None:
     assert (settings.health_check_timeout, settings.unload_timeout) == (20, 3)
     assert settings.env == ("A=1",) and settings.cmd_stop == "kill ${PID}"
     assert json.dumps(settings.__dict__)
+
+
+async def test_a_model_that_is_loading_says_for_how_long(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(process_module, "LOADING_PROGRESS_SECONDS", 0.2)
+    caplog.set_level(logging.INFO, logger="llamaswap.process")
+    said = anyio.Event()
+    lines: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+            if "still starting after" in record.getMessage():
+                said.set()
+
+    handler = Catch()
+    logging.getLogger("llamaswap.process").addHandler(handler)
+    settings = fake_settings("m", "--never-healthy", health_check_timeout=60.0)
+    try:
+        async with running_actor(settings) as (actor, _):
+            actor.request_start("test")
+            with anyio.fail_after(10):
+                await said.wait()
+            await actor.stop()
+            count = sum("still " in line for line in lines)
+            await anyio.sleep(0.5)  # the time under test: two intervals with no line
+    finally:
+        logging.getLogger("llamaswap.process").removeHandler(handler)
+    assert any(line.startswith("[m] still starting after") for line in lines)
+    assert sum("still " in line for line in lines) == count, "no progress lines once stopped"

@@ -29,6 +29,7 @@ from llamaswap.fsm.names import (
     PROCESS_ERROR,
     PROCESS_FINAL,
     PROCESS_HOLDS_RESOURCES,
+    PROCESS_LOADING,
     PROCESS_SERVING,
     ProcessEvent,
     ProcessState,
@@ -63,6 +64,7 @@ from .spawn import merged_environment
 log = logging.getLogger("llamaswap.process")
 
 LAST_LINES_IN_ERRORS = 5
+LOADING_PROGRESS_SECONDS = 5.0  # a loading model says how long it has been loading
 
 
 class StartFailed(Exception):
@@ -185,6 +187,7 @@ class ProcessActor(Actor):
         self._spawned_at = 0.0
         self._log_mark = 0
         self._watches: list[_Watch] = []
+        self._progress: anyio.CancelScope | None = None  # the loading progress lines
 
     # -- public API (safe from any task) ------------------------------------------------
 
@@ -325,6 +328,7 @@ class ProcessActor(Actor):
             log.info("[%s] %s -> %s", self.model, effect.old, new)
         if new not in PROCESS_HOLDS_RESOURCES:
             self._upstream = None
+        self._report_progress(new in PROCESS_LOADING)
         event = ProcessStateChanged(
             self.model,
             effect.old,
@@ -336,6 +340,22 @@ class ProcessActor(Actor):
         for listener in list(self._listeners):
             listener(event)
         self._settle_watches(effect)
+
+    def _report_progress(self, loading: bool) -> None:
+        """While the model loads, log how long it has been loading every few seconds."""
+        if loading and self._progress is None:
+            self._progress = anyio.CancelScope()
+            self.spawn_child(self._log_progress, self._progress, time.monotonic())
+        elif not loading and self._progress is not None:
+            self._progress.cancel()
+            self._progress = None
+
+    async def _log_progress(self, scope: anyio.CancelScope, since: float) -> None:
+        with scope:
+            while True:
+                await anyio.sleep(LOADING_PROGRESS_SECONDS)
+                elapsed = time.monotonic() - since
+                log.info("[%s] still %s after %.0fs", self.model, self.core.state, elapsed)
 
     def _settle_watches(self, announced: Announce | None) -> None:
         waiting = []
