@@ -89,13 +89,14 @@ CASES = [
                 b'{"model": "ok"} trailing',
                 b"nul",
                 b"\x00\x01\x02",
-                b"",
                 b"[" * 50_000 + b"]" * 50_000,  # nested far beyond the recursion limit
                 b'{"model": "ok", "n": ' + b"9" * 5000 + b"}",  # beyond int digit limit
                 b'{"model": "ok", "x": "\\uZZZZ"}',
             ]
         )
     ),
+    # an empty JSON body names no model: llama-swap's 404
+    Case("empty-json-body", "POST", CHAT, b"", status=(404,)),
     *(
         Case(f"json-not-an-object-{i}", "POST", CHAT, body, status=(400,))
         for i, body in enumerate([b"[1, 2]", b'"ok"', b"42", b"null", b"true"])
@@ -104,18 +105,20 @@ CASES = [
     *(
         Case(f"model-type-{i}", "POST", CHAT, b'{"model": ' + value + b"}", status=(400,))
         for i, value in enumerate(
-            [b"5", b"1.5", b"true", b"false", b"null", b"[]", b'["ok"]', b"{}", b'{"id": "ok"}']
+            [b"5", b"1.5", b"true", b"false", b"[]", b'["ok"]', b"{}", b'{"id": "ok"}']
         )
     ),
-    Case("model-empty", "POST", CHAT, b'{"model": ""}', status=(400,)),
-    Case("model-missing", "POST", CHAT, b'{"messages": []}', status=(400,)),
+    # no model at all (empty, null or missing): llama-swap's 404
+    Case("model-empty", "POST", CHAT, b'{"model": ""}', status=(404,)),
+    Case("model-null", "POST", CHAT, b'{"model": null}', status=(404,)),
+    Case("model-missing", "POST", CHAT, b'{"messages": []}', status=(404,)),
     Case(
         "multipart-no-model",
         "POST",
         b"/v1/audio/transcriptions",
         FORM_NO_MODEL,
         (FORM_TYPE,),
-        (400,),
+        (404,),
     ),
     # --- invalid UTF-8 ---------------------------------------------------------------------
     Case("utf8-in-json", "POST", CHAT, b'{"model": "ok\xff\xfe"}', status=(400,)),

@@ -141,7 +141,9 @@ def _from_json(body: bytes) -> Inbound:
         raise BadRequest("request body is nested too deeply") from None
     if not isinstance(document, dict):
         raise BadRequest("request body must be a JSON object")
-    model = document.get("model") or ""
+    model = document.get("model")
+    if model is None:  # absent or null: no model (llama-swap's 404)
+        model = ""
     if not isinstance(model, str):
         raise BadRequest(f"'model' must be a string, not {type(model).__name__}")
     return Inbound(model, body, document, bool(document.get("stream", False)))

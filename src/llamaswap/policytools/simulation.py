@@ -25,6 +25,7 @@ from typing import Any
 
 from llamaswap.config import Config
 from llamaswap.fsm.names import PROCESS_HOLDS_RESOURCES, ProcessState
+from llamaswap.lifecycle.ondemand import OnDemand
 from llamaswap.lifecycle.process import (
     Acknowledge,
     Announce,
@@ -258,7 +259,7 @@ class _VirtualRuntime(Effects):
         self.result = SimulationResult(policy=name, max_wait=max_wait)
         self._heap: list[tuple[float, int, bool, Action]] = []
         self._seq = itertools.count()
-        self._cores = {model: ProcessCore(model) for model in rules}
+        self._cores: dict[str, ProcessCore] = OnDemand(ProcessCore)  # made on first use
         self._since: dict[str, float] = {}
         self._ticks: set[float] = set()
         self._outcomes: dict[int, RequestOutcome] = {}
@@ -274,7 +275,7 @@ class _VirtualRuntime(Effects):
             self._outcomes[rid] = outcome
             self.result.requests.append(outcome)
             self._at(request.t, self._arrival(outcome))
-        budget = EVENTS_PER_REQUEST_LIMIT * (len(requests) + len(self._cores) + 1)
+        budget = EVENTS_PER_REQUEST_LIMIT * (len(requests) + len(self.scheduler.rules) + 1)
         while self._heap:
             budget -= 1
             if budget < 0:

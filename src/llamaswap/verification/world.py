@@ -26,6 +26,7 @@ from llamaswap.fsm.names import (
     PROCESS_SERVING,
     ProcessState,
 )
+from llamaswap.lifecycle.ondemand import OnDemand
 from llamaswap.lifecycle.process import (
     Acknowledge,
     Announce,
@@ -113,7 +114,7 @@ class World:
 
     scenario: Scenario
     now: float = 0.0
-    processes: dict[str, SimProcess] = field(default_factory=dict)
+    processes: dict[str, SimProcess] = field(default_factory=dict)  # made on first use
     announcements: deque[tuple[SimProcess, Announce | Acknowledge]] = field(default_factory=deque)
     delivered: dict[str, ProcessState] = field(default_factory=dict)  # what the router heard
     told_to_stop: set[str] = field(default_factory=set)  # since the model's last start
@@ -131,8 +132,8 @@ class World:
     scheduler: Scheduler | None = None
 
     def __post_init__(self) -> None:
+        self.processes = OnDemand(self._new_process)
         for model in self.scenario.models:
-            self.processes[model] = self._new_process(model)
             self.delivered[model] = ProcessState.STOPPED
 
     @staticmethod
