@@ -1,6 +1,7 @@
 """Sans-IO routing: the scheduler and the eviction policies (no I/O, no clock, no awaits)."""
 
 from .errors import (
+    BlockedByUnswappable,
     ModelNotFound,
     ModelNotLoaded,
     ModelUnloaded,
@@ -28,6 +29,7 @@ from .policies import (
 from .scheduler import Effects, ModelRules, Request, Scheduler, Swap
 
 __all__ = [
+    "BlockedByUnswappable",
     "CannotFit",
     "CapacityGuard",
     "Effects",

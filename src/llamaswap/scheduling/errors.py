@@ -71,5 +71,11 @@ class Unschedulable(RoutingError):
     code = "cannot_fit"
 
 
+class BlockedByUnswappable(Unschedulable):
+    """The model cannot run while a model with `swappable: false` runs."""
+
+    code = "not_swappable"
+
+
 class ReloadInProgress(RuntimeError):
     """A config reload was asked for while another one (or a shutdown) is under way."""

@@ -16,6 +16,10 @@ from collections.abc import Collection
 from .policies import NO_USAGE, CannotFit, Policy, Usage
 
 
+class PinnedInTheWay(CannotFit):
+    """The target needs a model gone that has `swappable: false`."""
+
+
 class Pinned:
     """`inner`, except that the `pinned` models are never evicted."""
 
@@ -31,7 +35,7 @@ class Pinned:
         blocked = sorted(m for m in evict if m in self.pinned and m != target)
         if blocked:
             names = ", ".join(blocked)
-            raise CannotFit(
+            raise PinnedInTheWay(
                 f"model {target} cannot run while {names} runs: {names} has swappable: false "
                 "(unload it first)"
             )

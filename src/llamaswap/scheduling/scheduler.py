@@ -56,6 +56,7 @@ from llamaswap.fsm.names import (
 )
 
 from .errors import (
+    BlockedByUnswappable,
     ModelNotFound,
     ModelNotLoaded,
     ModelUnloaded,
@@ -66,6 +67,7 @@ from .errors import (
     TooManyRequests,
     Unschedulable,
 )
+from .pinning import PinnedInTheWay
 from .policies import CannotFit, Policy, Usage
 
 
@@ -641,6 +643,9 @@ class Scheduler:
             return True
         try:
             evict = self.policy.evict_for(model, self.running(), self._usage)
+        except PinnedInTheWay as exc:
+            self._fail(request, BlockedByUnswappable(str(exc)))
+            return True
         except CannotFit as exc:
             self._fail(request, Unschedulable(str(exc)))
             return True

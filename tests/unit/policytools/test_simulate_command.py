@@ -181,3 +181,16 @@ def test_the_plot_format_is_checked(tmp_path: Path, capsys: pytest.CaptureFixtur
     argv = ["--config", str(write(tmp_path, THREE)), "--synthetic", "5"]
     assert run_command(simulate, [*argv, "--plot", str(tmp_path / "t.gif")]) == 0
     assert "notice: --plot writes .png or .svg files, not t.gif" in capsys.readouterr().err
+
+
+def test_requests_refused_for_a_model_that_is_not_swappable_are_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pinned = THREE.replace(
+        '  A: {cmd: "srv --port ${PORT}"', '  A: {cmd: "srv --port ${PORT}", swappable: false'
+    )
+    assert "swappable: false" in pinned
+    argv = ["--config", str(write(tmp_path, pinned)), "--trace", str(trace_file(tmp_path, "AB"))]
+    assert run_command(simulate, [*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)["policies"]["group"]
+    assert result["rejected_by_code"] == {"not_swappable": 1}

@@ -95,6 +95,7 @@ def test_a_model_that_is_not_swappable_is_never_evicted() -> None:
     rid = h.request("b")
     [(rejected, error)] = h.effects.rejects
     assert rejected == rid and isinstance(error, Unschedulable)
+    assert error.code == "not_swappable" and error.status == 503
     assert "a has swappable: false" in str(error)
     assert h.effects.swaps == [] and h.effects.stops == []
 
