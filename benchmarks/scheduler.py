@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save
 from llamaswap.config import parse_config
 from llamaswap.fsm import ProcessMachine
+from llamaswap.fsm.inert import InertModel
 from llamaswap.fsm.names import ProcessState
 from llamaswap.lifecycle.process import Exited, Healthy, ProcessCore, Spawned, Start, Stop
 from llamaswap.runtime.router import RouterActor
@@ -124,22 +125,9 @@ def swapping_rate(count: int) -> float:
     return decisions / (time.perf_counter() - started)
 
 
-class NoActions:
-    """The generated machine alone: every action the spec names does nothing."""
-
-    def health_check_disabled(self) -> bool:
-        return False
-
-    def spawn(self) -> None: ...
-    def poll_health(self) -> None: ...
-    def stop_health_check(self) -> None: ...
-    def terminate(self) -> None: ...
-    def terminate_abort(self) -> None: ...
-
-
 def fsm_rate(count: int) -> float:
     """Bare generated-machine transitions per second (one start/ready/stop cycle is 5)."""
-    machine = ProcessMachine(model=NoActions())
+    machine = ProcessMachine(model=InertModel(ProcessMachine.fsm_spec))  # type: ignore[attr-defined]
     started = time.perf_counter()
     for _ in range(count // 5):
         for event in ("start", "spawned", "healthy", "stop", "exited"):

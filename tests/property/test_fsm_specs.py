@@ -18,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from statemachine.exceptions import TransitionNotAllowed
 
 from llamaswap.fsm import build_machine, load_spec, shipped_spec_paths
+from llamaswap.fsm.inert import InertModel
 
 UNKNOWN_EVENT = "no_such_event"
 
@@ -36,23 +37,6 @@ def step(raw: dict[str, Any], state: str, event: str, guards: dict[str, bool]) -
     return None
 
 
-def action_names(raw: dict[str, Any]) -> set[str]:
-    names = {a for t in raw["transitions"] for a in t.get("do", [])}
-    for state in raw["states"].values():
-        names |= set(state.get("enter", [])) | set(state.get("exit", []))
-    return names
-
-
-class Model:
-    """Every action the spec names is a no-op; every guard answers as drawn."""
-
-    def __init__(self, actions: set[str], guards: dict[str, bool]) -> None:
-        for name in actions:
-            setattr(self, name, lambda *args, **kwargs: None)
-        for name, value in guards.items():
-            setattr(self, name, lambda value=value: value)
-
-
 def make_agreement_test(path: Path) -> type:
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     machine_class = build_machine(load_spec(path))
@@ -67,7 +51,7 @@ def make_agreement_test(path: Path) -> type:
         )
         def begin(self, start: str, guards: dict[str, bool]) -> None:
             self.guards = guards
-            model = Model(action_names(raw), guards)
+            model = InertModel(machine_class.fsm_spec, guards)
             self.machine = machine_class(start_value=start, model=model)
             self.expected = start
 

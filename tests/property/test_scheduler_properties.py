@@ -71,7 +71,11 @@ LOOSE_GROUPS = (
 
 SCENARIOS = {
     "DefaultGroup": Scenario(
-        RULES, GroupPolicy(DEFAULT_GROUPS), max_wait=20, groups=DEFAULT_GROUPS
+        RULES,
+        GroupPolicy(DEFAULT_GROUPS),
+        max_wait=20,
+        groups=DEFAULT_GROUPS,
+        persist_slots=frozenset({"a", "c"}),  # their prompt caches are saved and restored
     ),
     "MixedGroups": Scenario(RULES, GroupPolicy(MIXED_GROUPS), max_wait=20, groups=MIXED_GROUPS),
     "Matrix": Scenario(

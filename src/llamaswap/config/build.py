@@ -131,11 +131,16 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
         else:
             capacity[name] = amount
 
+    if raw.persist_slots_timeout <= 0:
+        problems.add(
+            ("persistSlotsTimeout",), f"must be > 0 seconds, got {raw.persist_slots_timeout:g}"
+        )
     defaults = Defaults(
         health_check_timeout=health_check_timeout,
         global_ttl=max(raw.global_ttl, 0),
         unload_timeout=unload_timeout,
         send_loading_state=raw.send_loading_state,
+        persist_slots_timeout=float(raw.persist_slots_timeout),
         capacity=capacity,
     )
     for model_id in sorted(set(expanded.models) | expanded.broken_models):

@@ -27,6 +27,7 @@ class Defaults:
     global_ttl: int = 0
     unload_timeout: int = 10
     send_loading_state: bool = False
+    persist_slots_timeout: float = 30.0
     capacity: dict[str, float] = field(default_factory=dict)
 
 
@@ -123,6 +124,8 @@ def build_model(
         ignore_websockets=ignore_websockets,
         resources=_resources(raw.resources, defaults.capacity, (*path, "resources"), problems),
         swappable=raw.swappable,
+        persist_slots=raw.persist_slots,
+        persist_slots_timeout=defaults.persist_slots_timeout,
         port=port,
     )
 

@@ -83,6 +83,8 @@ class ModelConfig(_Frozen):
     ignore_websockets: bool = Field(False, alias="ignoreWebsockets")
     resources: dict[str, float] = Field(default_factory=dict)
     swappable: bool = True
+    persist_slots: bool = Field(True, alias="persistSlots")
+    persist_slots_timeout: float = Field(30.0, alias="persistSlotsTimeout")
     port: int | None = None
 
     @property

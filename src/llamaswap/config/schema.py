@@ -104,6 +104,7 @@ class RawModel(Section):
     compat: RawCompat = Field(default_factory=RawCompat)
     resources: dict[str, YNum] = Field(default_factory=dict)
     swappable: bool = True  # ours (llama-swap #1127): false = never evicted to make room
+    persist_slots: bool = Field(True, alias="persistSlots")  # ours: with --slot-save-path
 
 
 class RawPeer(Section):
@@ -222,6 +223,7 @@ class RawTop(Section):
     global_ttl: YInt = Field(0, alias="globalTTL")
     unload_timeout: YInt = Field(10, alias="unloadTimeout")
     client_write_timeout: YNum = Field(60.0, alias="clientWriteTimeout")
+    persist_slots_timeout: YNum = Field(30.0, alias="persistSlotsTimeout")
     api_keys: list[YStr] = Field(default_factory=list, alias="apiKeys")
     # ours: limits and cross-site rules of llamaswap's own HTTP server (config/serving.py)
     request_header_timeout: YNum = Field(10.0, alias="requestHeaderTimeout")

@@ -17,7 +17,9 @@ class ProcessState(StrEnum):
     STOPPED = "stopped"
     LAUNCHING = "launching"
     STARTING = "starting"
+    RESTORING = "restoring"
     READY = "ready"
+    SAVING = "saving"
     STOPPING = "stopping"
     RESTARTING = "restarting"
     ABORTING = "aborting"
@@ -37,6 +39,8 @@ class ProcessEvent(StrEnum):
     HEALTHY = "healthy"
     HEALTH_TIMEOUT = "health_timeout"
     EXITED = "exited"
+    SAVED = "saved"
+    RESTORED = "restored"
 
 
 class ProcessTag(StrEnum):
@@ -55,7 +59,9 @@ PROCESS_HOLDS_RESOURCES: Final = frozenset(
     {
         ProcessState.LAUNCHING,
         ProcessState.STARTING,
+        ProcessState.RESTORING,
         ProcessState.READY,
+        ProcessState.SAVING,
         ProcessState.STOPPING,
         ProcessState.RESTARTING,
         ProcessState.ABORTING,
@@ -71,6 +77,7 @@ PROCESS_LOADING: Final = frozenset(
     {
         ProcessState.LAUNCHING,
         ProcessState.STARTING,
+        ProcessState.RESTORING,
         ProcessState.RESTARTING,
     }
 )
@@ -78,6 +85,7 @@ PROCESS_LOADING: Final = frozenset(
 # on its way out: stopping, aborting or ending
 PROCESS_UNLOADING: Final = frozenset(
     {
+        ProcessState.SAVING,
         ProcessState.STOPPING,
         ProcessState.ABORTING,
         ProcessState.SHUTTING_DOWN,

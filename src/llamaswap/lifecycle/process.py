@@ -105,8 +105,22 @@ class Exited:
     event: ClassVar[ProcessEvent] = ProcessEvent.EXITED
 
 
+@dataclass(frozen=True, slots=True)
+class SlotsSaved:
+    generation: int
+    detail: str  # what was saved, or why the save was abandoned
+    event: ClassVar[ProcessEvent] = ProcessEvent.SAVED
+
+
+@dataclass(frozen=True, slots=True)
+class SlotsRestored:
+    generation: int
+    detail: str  # what was restored, or why the restore was abandoned
+    event: ClassVar[ProcessEvent] = ProcessEvent.RESTORED
+
+
 Command = Start | Stop | ShutDown
-Report = Spawned | SpawnFailed | Healthy | HealthTimedOut | Exited
+Report = Spawned | SpawnFailed | Healthy | HealthTimedOut | Exited | SlotsSaved | SlotsRestored
 Message = Command | Report
 
 
@@ -130,6 +144,20 @@ class PollHealth:
 @dataclass(frozen=True, slots=True)
 class StopHealthCheck:
     """Stop polling (a report already under way is dropped as stale or ignored)."""
+
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class SaveSlots:
+    """Save the upstream's prompt caches (llama-server slots); report `SlotsSaved`."""
+
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreSlots:
+    """Restore the prompt caches saved at the last stop; report `SlotsRestored`."""
 
     generation: int
 
@@ -165,7 +193,16 @@ class Acknowledge:
     handled: int
 
 
-Effect = Spawn | PollHealth | StopHealthCheck | Terminate | Announce | Acknowledge
+Effect = (
+    Spawn
+    | PollHealth
+    | StopHealthCheck
+    | SaveSlots
+    | RestoreSlots
+    | Terminate
+    | Announce
+    | Acknowledge
+)
 
 
 class ProcessCore:
@@ -183,10 +220,12 @@ class ProcessCore:
         model: str,
         *,
         health_check: bool = True,
+        persist_slots: bool = False,
         machine_class: type[StateMachine] = ProcessMachine,
     ) -> None:
         self.model = model
         self.health_check = health_check
+        self.persist_slots = persist_slots  # save prompt caches before a stop, restore after
         self.generation = 0
         self.handled = 0  # commands handled (ignored ones too): echoed in announcements
         self.grace = 0.0  # of the stop under way (used when a launch gets its pid)
@@ -229,6 +268,15 @@ class ProcessCore:
 
     def health_check_disabled(self) -> bool:
         return not self.health_check
+
+    def slots_persist(self) -> bool:
+        return self.persist_slots
+
+    def save_slots(self) -> None:
+        self._effects.append(SaveSlots(self.generation))
+
+    def restore_slots(self) -> None:
+        self._effects.append(RestoreSlots(self.generation))
 
     def spawn(self) -> None:
         self.generation += 1

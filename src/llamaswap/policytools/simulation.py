@@ -34,7 +34,11 @@ from llamaswap.lifecycle.process import (
     Message,
     PollHealth,
     ProcessCore,
+    RestoreSlots,
+    SaveSlots,
     ShutDown,
+    SlotsRestored,
+    SlotsSaved,
     Spawn,
     Spawned,
     Start,
@@ -375,6 +379,12 @@ class _VirtualRuntime(Effects):
                     self.result.loads[model] = self.result.loads.get(model, 0) + 1
                     healthy = Healthy(generation, seconds)
                     self._at(self.now + seconds, partial(self._feed, model, healthy))
+                case SaveSlots(generation=generation):
+                    saved = SlotsSaved(generation, "saved")
+                    self._at(self.now, partial(self._feed, model, saved))
+                case RestoreSlots(generation=generation):
+                    restored = SlotsRestored(generation, "restored")
+                    self._at(self.now, partial(self._feed, model, restored))
                 case Terminate(generation=generation):
                     seconds = self.stop_time.of(model)
                     self.result.stopping_seconds += seconds

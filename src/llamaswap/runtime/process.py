@@ -44,7 +44,11 @@ from llamaswap.lifecycle.process import (
     Message,
     PollHealth,
     ProcessCore,
+    RestoreSlots,
+    SaveSlots,
     ShutDown,
+    SlotsRestored,
+    SlotsSaved,
     Spawn,
     Spawned,
     SpawnFailed,
@@ -59,6 +63,7 @@ from .events import ProcessStateChanged
 from .health import HealthTimeout
 from .launcher import SUBPROCESSES, Launcher, Upstream
 from .logs import LogRing
+from .slots import restore_slots, save_slots, slot_prefix, slot_save_path
 from .spawn import merged_environment
 
 log = logging.getLogger("llamaswap.process")
@@ -91,10 +96,18 @@ class UpstreamSettings:
     env: tuple[str, ...] = ()
     health_check_timeout: float = 120.0
     unload_timeout: float = 10.0
+    slot_dir: str = ""  # llama-server's --slot-save-path: prompt caches survive a stop
+    slot_timeout: float = 30.0
 
     @classmethod
     def from_model(cls, model: ModelConfig) -> UpstreamSettings:
         """The slice of a model's config its process needs."""
+        slot_dir = ""
+        if model.persist_slots:
+            try:
+                slot_dir = slot_save_path(split_command(model.cmd))
+            except ValueError:
+                slot_dir = ""
         return cls(
             model=model.id,
             cmd=model.cmd,
@@ -104,7 +117,13 @@ class UpstreamSettings:
             env=tuple(model.env),
             health_check_timeout=float(model.health_check_timeout),
             unload_timeout=float(model.unload_timeout),
+            slot_dir=slot_dir,
+            slot_timeout=model.persist_slots_timeout,
         )
+
+    @property
+    def slot_prefix(self) -> str:
+        return slot_prefix(self.model, self.cmd)
 
     @property
     def health_url(self) -> str | None:
@@ -176,7 +195,11 @@ class ProcessActor(Actor):
         self.settings = settings
         self.model = settings.model
         self.log = log_ring or LogRing(settings.model)
-        self.core = ProcessCore(settings.model, health_check=settings.health_url is not None)
+        self.core = ProcessCore(
+            settings.model,
+            health_check=settings.health_url is not None,
+            persist_slots=bool(settings.slot_dir),
+        )
         self._launcher = launcher
         self._listeners: list[Callable[[ProcessStateChanged], None]] = []
         if on_change:
@@ -283,6 +306,10 @@ class ProcessActor(Actor):
                         self._health_scope = None
                 case Terminate(grace=grace):
                     self._terminate(grace)
+                case SaveSlots(generation=generation):
+                    self.spawn_child(self._save_slots, generation)
+                case RestoreSlots(generation=generation):
+                    self.spawn_child(self._restore_slots, generation)
                 case Announce():
                     self._announce(effect)
                 case Acknowledge(state=state, event=event, handled=handled):
@@ -392,6 +419,18 @@ class ProcessActor(Actor):
         self.post(_Launched(generation, upstream))
         code = await upstream.supervise()
         self.post(Exited(generation, code, self._tail()))
+
+    async def _save_slots(self, generation: int) -> None:
+        settings = self.settings
+        detail = await save_slots(settings.proxy, settings.slot_prefix, settings.slot_timeout)
+        self.post(SlotsSaved(generation, detail))
+
+    async def _restore_slots(self, generation: int) -> None:
+        settings = self.settings
+        detail = await restore_slots(
+            settings.proxy, settings.slot_prefix, settings.slot_dir, settings.slot_timeout
+        )
+        self.post(SlotsRestored(generation, detail))
 
     async def _poll_health(
         self, generation: int, upstream: Upstream, url: str, scope: anyio.CancelScope

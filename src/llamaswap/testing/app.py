@@ -36,6 +36,7 @@ from llamaswap.testing.bodies import JSON, Reply, StreamPlan, Timings, ToolCall
 from llamaswap.testing.console import say
 from llamaswap.testing.lifecycle import Lifecycle, crash
 from llamaswap.testing.options import Options, parse_duration
+from llamaswap.testing.slots import slot_handlers
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -615,6 +616,8 @@ def build_app(opts: Options, started: float) -> web.Application:
     for route in ROUTES:
         for path in route.paths:
             app.router.add_route(route.method, path, route.handler)
+    for method, path, handler in slot_handlers(opts):
+        app.router.add_route(method, path, handler)
     return app
 
 

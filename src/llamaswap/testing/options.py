@@ -78,6 +78,9 @@ class Options:
     silent: bool = False
     reasoning: str = ""
     tool_arguments: str | None = None
+    slot_save_path: str = ""
+    slots: int = 2
+    slot_delay: float = 0.0
 
 
 def _seconds(text: str) -> float:
@@ -182,6 +185,20 @@ def parser() -> argparse.ArgumentParser:
         help="a chat request that offers tools gets a call to the first one with these "
         "arguments (finish_reason tool_calls)",
     )
+    add(
+        "--slot-save-path",
+        default="",
+        metavar="DIR",
+        help="serve llama-server's /slots save and restore, with files in DIR",
+    )
+    add("--slots", type=_count, default=2, metavar="N", help="slots listed by GET /slots")
+    add(
+        "--slot-delay",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="each slot save or restore takes this long",
+    )
     return p
 
 
@@ -205,4 +222,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         silent=ns.silent,
         reasoning=ns.reasoning,
         tool_arguments=ns.tool_arguments,
+        slot_save_path=ns.slot_save_path,
+        slots=ns.slots,
+        slot_delay=ns.slot_delay,
     )

@@ -33,6 +33,8 @@ from llamaswap.lifecycle.process import (
     HealthTimedOut,
     Healthy,
     Message,
+    SlotsRestored,
+    SlotsSaved,
     Spawned,
     SpawnFailed,
 )
@@ -81,6 +83,20 @@ def _health_report(process: SimProcess, ok: bool) -> Message:
     return Healthy(generation, 1.0) if ok else HealthTimedOut(generation, 10.0)
 
 
+def _save_report(process: SimProcess, ok: bool) -> Message:
+    generation = process.saving
+    assert generation is not None
+    process.saving = None
+    return SlotsSaved(generation, "saved" if ok else "abandoned after 30s")
+
+
+def _restore_report(process: SimProcess, ok: bool) -> Message:
+    generation = process.restoring
+    assert generation is not None
+    process.restoring = None
+    return SlotsRestored(generation, "restored" if ok else "abandoned after 30s")
+
+
 def _exit_report(process: SimProcess, ok: bool) -> Message:
     generation = process.alive
     assert generation is not None
@@ -93,6 +109,8 @@ OS_REPORTS: dict[ProcessEvent, tuple[Callable[[SimProcess], bool], Report]] = {
     ProcessEvent.SPAWNED: (lambda p: p.spawning is not None, _spawn_report),
     ProcessEvent.HEALTHY: (lambda p: p.polling is not None, _health_report),
     ProcessEvent.EXITED: (lambda p: p.alive is not None, _exit_report),
+    ProcessEvent.SAVED: (lambda p: p.saving is not None, _save_report),
+    ProcessEvent.RESTORED: (lambda p: p.restoring is not None, _restore_report),
 }
 # Outcomes that are the "bad" branch of a report above.
 OS_ALIASES = {ProcessEvent.SPAWN_FAILED: ProcessEvent.SPAWNED}
@@ -270,7 +288,12 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
             if commands:
                 self._deliver_command(commands[0])
                 return True
-            for event in (ProcessEvent.SPAWNED, ProcessEvent.HEALTHY):
+            for event in (
+                ProcessEvent.SPAWNED,
+                ProcessEvent.HEALTHY,
+                ProcessEvent.SAVED,
+                ProcessEvent.RESTORED,
+            ):
                 ready = self._os_can(event)
                 if ready:
                     self._os_answers(event, ready[0], True)

@@ -42,6 +42,9 @@ class Scenario:
     matrix_sets: tuple[frozenset[str], ...] | MatrixMembership | None = None
     resources: Resources | None = None
     check_capacity: bool = True
+    # models whose processes save and restore their prompt caches (the saving/restoring
+    # states of the process spec)
+    persist_slots: frozenset[str] = frozenset()
     # the code under test; tests substitute mutants here
     scheduler_factory: SchedulerFactory = Scheduler
 

@@ -35,6 +35,8 @@ from llamaswap.lifecycle.process import (
     Message,
     PollHealth,
     ProcessCore,
+    RestoreSlots,
+    SaveSlots,
     ShutDown,
     Spawn,
     Start,
@@ -99,6 +101,8 @@ class SimProcess:
     polling: int | None = None  # generation whose health poll has not reported yet
     alive: int | None = None  # generation of the running process
     terminating: bool = False  # the running process was told to stop
+    saving: int | None = None  # generation whose prompt-cache save has not reported yet
+    restoring: int | None = None  # generation whose restore has not reported yet
 
     @property
     def holds_resources(self) -> bool:
@@ -136,9 +140,9 @@ class World:
         for model in self.scenario.models:
             self.delivered[model] = ProcessState.STOPPED
 
-    @staticmethod
-    def _new_process(model: str) -> SimProcess:
-        return SimProcess(model, ProcessCore(model))
+    def _new_process(self, model: str) -> SimProcess:
+        persist = model in self.scenario.persist_slots
+        return SimProcess(model, ProcessCore(model, persist_slots=persist))
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -200,6 +204,10 @@ class World:
                 process.polling = None
             case Terminate():
                 process.terminating = True
+            case SaveSlots(generation=generation):
+                process.saving = generation
+            case RestoreSlots(generation=generation):
+                process.restoring = generation
             case Announce():
                 self.announcements.append((process, effect))
                 self.say(f"{process.model} is {effect.new} ({effect.event})")

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from llamaswap.fsm import build_machine, parse_spec, shipped_spec_paths
 from llamaswap.fsm.codegen import names_namespace
 from llamaswap.fsm.diagram import render
+from llamaswap.fsm.inert import InertModel
 from llamaswap.fsm.view import spec_view
 from llamaswap.http.metrics import Metrics
 from llamaswap.http.routes.events import state_change
@@ -48,21 +49,10 @@ def with_a_paused_state() -> dict[str, Any]:
     return doc
 
 
-class Actions:
-    def health_check_disabled(self) -> bool:
-        return False
-
-    def spawn(self) -> None: ...
-    def poll_health(self) -> None: ...
-    def stop_health_check(self) -> None: ...
-    def terminate(self) -> None: ...
-    def terminate_abort(self) -> None: ...
-
-
 def test_one_more_state_reaches_every_generated_adapter() -> None:
     spec = parse_spec(with_a_paused_state(), source="paused.fsm.yaml")
 
-    machine = build_machine(spec)(start_value="ready", model=Actions())
+    machine = build_machine(spec)(start_value="ready", model=InertModel(spec))
     machine.send("pause")
     assert machine.current_state_value == "paused"
     machine.send("resume")

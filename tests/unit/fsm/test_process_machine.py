@@ -11,6 +11,7 @@ import pytest
 from statemachine.exceptions import TransitionNotAllowed
 
 from llamaswap.fsm import ProcessMachine
+from llamaswap.fsm.inert import InertModel
 from llamaswap.fsm.names import ProcessEvent, ProcessState
 from llamaswap.lifecycle.process import Acknowledge, Healthy, ProcessCore, Start, Stop
 
@@ -20,13 +21,24 @@ TABLE: dict[tuple[ProcessState, ProcessEvent], ProcessState] = {
     (S.FAILED, E.START): S.LAUNCHING,
     (S.LAUNCHING, E.SPAWNED): S.STARTING,  # READY when the health check is disabled
     (S.LAUNCHING, E.SPAWN_FAILED): S.FAILED,
-    (S.STARTING, E.HEALTHY): S.READY,
+    (S.STARTING, E.HEALTHY): S.READY,  # RESTORING when prompt caches persist
+    (S.RESTORING, E.RESTORED): S.READY,
+    (S.RESTORING, E.EXITED): S.FAILED,
+    (S.RESTORING, E.STOP): S.STOPPING,
+    (S.RESTORING, E.SHUT_DOWN): S.SHUTTING_DOWN,
+    (S.SAVING, E.SAVED): S.STOPPING,
+    (S.SAVING, E.EXITED): S.STOPPED,
+    (S.SAVING, E.START): S.RESTARTING,
+    (S.SAVING, E.SHUT_DOWN): S.SHUTTING_DOWN,
+    (S.STOPPING, E.SAVED): S.STOPPING,
+    (S.RESTARTING, E.SAVED): S.RESTARTING,
+    (S.SHUTTING_DOWN, E.SAVED): S.SHUTTING_DOWN,
     (S.STARTING, E.HEALTH_TIMEOUT): S.ABORTING,
     (S.STARTING, E.EXITED): S.FAILED,
     (S.ABORTING, E.EXITED): S.FAILED,
     (S.READY, E.EXITED): S.FAILED,
     (S.STARTING, E.STOP): S.STOPPING,
-    (S.READY, E.STOP): S.STOPPING,
+    (S.READY, E.STOP): S.STOPPING,  # SAVING when prompt caches persist
     (S.LAUNCHING, E.STOP): S.STOPPING,
     (S.RESTARTING, E.STOP): S.STOPPING,
     (S.ABORTING, E.STOP): S.STOPPING,
@@ -51,37 +63,40 @@ TABLE: dict[tuple[ProcessState, ProcessEvent], ProcessState] = {
     (S.SHUTTING_DOWN, E.SPAWN_FAILED): S.SHUTDOWN,
 }
 IGNORED = {
-    S.STOPPED: {E.STOP},
+    S.STOPPED: {E.STOP, E.SAVED, E.RESTORED},
     S.LAUNCHING: {E.START},
     S.STARTING: {E.START},
+    S.RESTORING: {E.START, E.HEALTHY, E.HEALTH_TIMEOUT},
     S.READY: {E.START},
-    S.STOPPING: {E.STOP, E.HEALTHY, E.HEALTH_TIMEOUT},
-    S.RESTARTING: {E.START, E.HEALTHY, E.HEALTH_TIMEOUT},
+    S.SAVING: {E.STOP, E.HEALTHY, E.HEALTH_TIMEOUT},
+    S.STOPPING: {E.STOP, E.HEALTHY, E.HEALTH_TIMEOUT, E.RESTORED},
+    S.RESTARTING: {E.START, E.HEALTHY, E.HEALTH_TIMEOUT, E.RESTORED},
     S.ABORTING: {E.START, E.HEALTHY, E.HEALTH_TIMEOUT},
-    S.FAILED: set(),
-    S.SHUTTING_DOWN: {E.START, E.STOP, E.SHUT_DOWN, E.HEALTHY, E.HEALTH_TIMEOUT},
-    S.SHUTDOWN: {E.START, E.STOP, E.SHUT_DOWN},
+    S.FAILED: {E.SAVED, E.RESTORED},
+    S.SHUTTING_DOWN: {
+        E.START,
+        E.STOP,
+        E.SHUT_DOWN,
+        E.HEALTHY,
+        E.HEALTH_TIMEOUT,
+        E.RESTORED,
+    },
+    S.SHUTDOWN: {E.START, E.STOP, E.SHUT_DOWN, E.SAVED, E.RESTORED},
 }
 
 
-class Actions:
-    """A model with every action the spec names (no-ops) and the health-check guard."""
-
-    def __init__(self, health_check: bool = True) -> None:
-        self.health_check = health_check
-
-    def health_check_disabled(self) -> bool:
-        return not self.health_check
-
-    def spawn(self) -> None: ...
-    def poll_health(self) -> None: ...
-    def stop_health_check(self) -> None: ...
-    def terminate(self) -> None: ...
-    def terminate_abort(self) -> None: ...
+def model(health_check: bool = True, persist_slots: bool = False) -> InertModel:
+    guards = {"health_check_disabled": not health_check, "slots_persist": persist_slots}
+    return InertModel(ProcessMachine.fsm_spec, guards)  # type: ignore[attr-defined]
 
 
-def send(source: ProcessState, event: ProcessEvent, health_check: bool = True) -> ProcessState:
-    machine = ProcessMachine(start_value=source.value, model=Actions(health_check))
+def send(
+    source: ProcessState,
+    event: ProcessEvent,
+    health_check: bool = True,
+    persist_slots: bool = False,
+) -> ProcessState:
+    machine = ProcessMachine(start_value=source.value, model=model(health_check, persist_slots))
     machine.send(event.value)
     return ProcessState(machine.current_state_value)
 
@@ -104,9 +119,16 @@ def test_without_a_health_check_a_spawned_process_is_ready() -> None:
     assert send(S.LAUNCHING, E.SPAWNED, health_check=False) == S.READY
 
 
+def test_persisted_prompt_caches_are_restored_before_serving_and_saved_before_a_stop() -> None:
+    assert send(S.STARTING, E.HEALTHY, persist_slots=True) == S.RESTORING
+    assert send(S.READY, E.STOP, persist_slots=True) == S.SAVING
+    assert send(S.READY, E.SHUT_DOWN, persist_slots=True) == S.SHUTTING_DOWN
+    assert send(S.READY, E.EXITED, persist_slots=True) == S.FAILED, "a crash saves nothing"
+
+
 def test_starts_stopped_and_shutdown_is_final() -> None:
     assert ProcessCore("m").state is S.STOPPED
-    machine = ProcessMachine(start_value="shutdown", model=Actions())
+    machine = ProcessMachine(start_value="shutdown", model=model())
     assert machine.allowed_events == []
 
 
@@ -130,6 +152,6 @@ def test_a_listener_receives_callbacks_by_name() -> None:
         def on_enter_ready(self) -> None:
             seen.append(("entered", "ready"))
 
-    machine = ProcessMachine(start_value="starting", model=Actions(), listeners=[Listener()])
+    machine = ProcessMachine(start_value="starting", model=model(), listeners=[Listener()])
     machine.send("healthy")
     assert seen == [("entered", "ready"), ("starting", "ready")]
