@@ -75,6 +75,12 @@ class CountingEffects:
     def swap_ended(self, target: str, error: str | None) -> None:
         pass
 
+    def probe(self, model: str) -> None:
+        pass
+
+    def learned(self, model: str, amounts: Mapping[str, float]) -> None:
+        pass
+
     def positions(self, positions: Mapping[int, int]) -> None:
         pass
 

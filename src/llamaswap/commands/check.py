@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from llamaswap.config import Config
 from llamaswap.config.report import load_from_args
 from llamaswap.policytools.checker import check_config
 from llamaswap.policytools.exploration import DEFAULT_EXAMPLES
@@ -46,11 +47,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
+def note_declared_figures(config: Config, command: str) -> None:
+    """Probed resources are measured by the server only: say what offline tools judge."""
+    if config.probes:
+        names = ", ".join(sorted(config.probes))
+        print(
+            f"note: {command} judges {names} on the declared figures; the server also "
+            "measures them with their probes",
+            file=sys.stderr,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     config = load_from_args(args, "check", sys.stderr)
     if config is None:
         return EXIT_INVALID
     source = args.config or args.config_dir
+    note_declared_figures(config, "check")
     report = check_config(config, examples=args.examples, seed=args.seed, source=source)
     if args.json:
         print(json.dumps(to_json(report), indent=2))

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from llamaswap.commands.check import note_declared_figures
 from llamaswap.config import Config
 from llamaswap.config.report import load_from_args
 from llamaswap.policytools.plot import plot_timeline
@@ -170,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted({r.model for r in requests if config.resolve(r.model) is None})
     if unknown:
         print(f"warning: the trace names unknown models: {', '.join(unknown)}", file=sys.stderr)
+    note_declared_figures(config, "simulate")
     policies = list(dict.fromkeys(args.policy or [config.routing.router]))
     source = args.config or args.config_dir
     comparison = Comparison(source, described, len(requests), load, stop, order=policies)

@@ -11,7 +11,7 @@ from llamaswap.config.build_models import Defaults, build_model, register_aliase
 from llamaswap.config.errors import PathT, Problems
 from llamaswap.config.expansion import MAX_PORT, Expanded
 from llamaswap.config.ids import model_id_problem
-from llamaswap.config.models import Config, ModelConfig
+from llamaswap.config.models import Config, ModelConfig, ResourceProbe
 from llamaswap.config.namespace import (
     Namespace,
     build_peers,
@@ -22,8 +22,16 @@ from llamaswap.config.namespace import (
 )
 from llamaswap.config.ports import warn_shared_ports
 from llamaswap.config.routing import build_routing
-from llamaswap.config.schema import RawModel, RawTop, Section, decode, warn_unknown_keys
+from llamaswap.config.schema import (
+    RawModel,
+    RawResource,
+    RawTop,
+    Section,
+    decode,
+    warn_unknown_keys,
+)
 from llamaswap.config.serving import build_serving
+from llamaswap.config.shell import split_command
 
 MIN_HEALTH_CHECK_TIMEOUT = 15
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -123,13 +131,19 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
             api_keys.append(key)
 
     capacity: dict[str, float] = {}
-    for name, amount in raw.resources.items():
+    probes: dict[str, ResourceProbe] = {}
+    for name, value in raw.resources.items():
+        amount = value if isinstance(value, int | float) else value.capacity
         if not name.strip():
             problems.add(("resources",), "resource names cannot be empty")
         elif amount < 0:
             problems.add(("resources", name), f"must be >= 0, got {amount:g}")
         else:
             capacity[name] = amount
+        if isinstance(value, RawResource) and value.probe.strip():
+            probe = _resource_probe(name, value, problems)
+            if probe is not None:
+                probes[name] = probe
 
     if raw.persist_slots_timeout <= 0:
         problems.add(
@@ -204,6 +218,7 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
         store_path=store_path,
         ui_session_headers=session_headers,
         resources=capacity,
+        probes=probes,
         warnings=[str(w) for w in problems.sorted_warnings()],
         sources=sources,
     )
@@ -277,3 +292,26 @@ def _session_headers(names: list[str] | None) -> list[str]:
             seen.add(name.lower())
             out.append(name)
     return out
+
+
+def _resource_probe(name: str, raw: RawResource, problems: Problems) -> ResourceProbe | None:
+    """A resource's probe, checked: a known built-in or a command that splits."""
+    path = ("resources", name)
+    text = raw.probe.strip()
+    ok = True
+    if text != "nvidia":
+        try:
+            split_command(text)
+        except ValueError as exc:
+            problems.add((*path, "probe"), f"not a command: {exc}")
+            ok = False
+    for key, seconds in (
+        ("probeTimeout", raw.probe_timeout),
+        ("recoveryTimeout", raw.recovery_timeout),
+    ):
+        if seconds <= 0:
+            problems.add((*path, key), f"must be > 0 seconds, got {seconds:g}")
+            ok = False
+    if not ok:
+        return None
+    return ResourceProbe(probe=text, timeout=raw.probe_timeout, recovery=raw.recovery_timeout)

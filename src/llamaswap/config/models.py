@@ -58,6 +58,14 @@ class Filters(_Frozen):
     set_params_by_id: dict[str, dict[str, Any]] = Field(default_factory=dict, alias="setParamsByID")
 
 
+class ResourceProbe(_Frozen):
+    """How to measure what is free of a resource now: `nvidia` or a command (ours)."""
+
+    probe: str
+    timeout: float = 5.0
+    recovery: float = 10.0  # how long to wait for memory to come back after a stop
+
+
 class ModelConfig(_Frozen):
     id: str
     cmd: str
@@ -228,6 +236,7 @@ class Config(_Frozen):
     store_path: str | None = Field(None, alias="storePath")
     ui_session_headers: list[str] = Field(default_factory=list, alias="uiSessionHeaders")
     resources: dict[str, float] = Field(default_factory=dict)
+    probes: dict[str, ResourceProbe] = Field(default_factory=dict)  # resource -> its probe
     warnings: list[str] = Field(default_factory=list)
     sources: list[str] = Field(default_factory=list)
 

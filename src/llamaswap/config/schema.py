@@ -205,6 +205,15 @@ class RawUI(Section):
     activity: RawUIActivity = Field(default_factory=RawUIActivity)
 
 
+class RawResource(Section):
+    """A resource with a probe of what is free now (ours); a plain number is the capacity."""
+
+    capacity: YNum
+    probe: YStr = ""  # "nvidia" (NVML, MiB) or a command printing the amount free now
+    probe_timeout: YNum = Field(5.0, alias="probeTimeout")  # seconds one probe may take
+    recovery_timeout: YNum = Field(10.0, alias="recoveryTimeout")  # wait for memory back
+
+
 class RawTop(Section):
     """Every known top-level key except `macros` and `models` (handled separately)."""
 
@@ -241,7 +250,7 @@ class RawTop(Section):
     performance: RawPerformance = Field(default_factory=RawPerformance)
     store: RawStore | None = None
     ui: RawUI = Field(default_factory=RawUI)
-    resources: dict[str, YNum] = Field(default_factory=dict)
+    resources: dict[str, YNum | RawResource] = Field(default_factory=dict)
 
 
 # Keys `RawTop` knows, plus the two handled outside it: used to decide which

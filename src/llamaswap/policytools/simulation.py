@@ -366,6 +366,12 @@ class _VirtualRuntime(Effects):
     def swap_ended(self, target: str, error: str | None) -> None:
         pass
 
+    def probe(self, model: str) -> None:
+        raise AssertionError("this reasons on declared figures: nothing is probed")
+
+    def learned(self, model: str, amounts: Mapping[str, float]) -> None:
+        raise AssertionError("this reasons on declared figures: nothing is measured")
+
     # -- the processes: real cores, timed effects ----------------------------------------
 
     def _feed(self, model: str, message: Message) -> None:

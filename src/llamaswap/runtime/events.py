@@ -100,6 +100,15 @@ class ModelsConfigured:
 
 
 @dataclass(frozen=True, slots=True)
+class NeedMeasured:
+    """`model` was measured (by the resource probes) to use `amounts` once ready."""
+
+    model: str
+    amounts: dict[str, float]
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
 class ProfileChanged:
     """An operator switched the active profile (None: no profile)."""
 

@@ -35,12 +35,13 @@ from llamaswap.scheduling import (
     Scheduler,
     ShuttingDown,
 )
-from llamaswap.scheduling.from_config import build_policy, model_rules
+from llamaswap.scheduling.from_config import build_policy, build_probing, model_rules
 
 from .actor import Actor, ActorGone, Reply, answer
 from .events import (
     EventBus,
     ModelsConfigured,
+    NeedMeasured,
     ProcessStateChanged,
     RouterSnapshot,
     RouterStateChanged,
@@ -50,6 +51,7 @@ from .events import (
 from .launcher import SUBPROCESSES, Launcher
 from .leases import Lease, Ticket
 from .logs import LogRing
+from .probes import ProbeFailed, measure
 from .process import ProcessActor, UpstreamSettings
 
 log = logging.getLogger("llamaswap.router")
@@ -85,6 +87,12 @@ class _ProcessChanged:
 @dataclass
 class _Tick:
     pass
+
+
+@dataclass
+class _Probed:
+    model: str
+    free: dict[str, float] | None  # None: a probe failed
 
 
 @dataclass
@@ -132,6 +140,7 @@ class RouterActor(Actor):
             self,
             max_wait=config.routing.max_wait_seconds,
             listeners=[self],
+            probing=build_probing(config),
         )
         self._tickets: dict[int, Ticket] = {}
         self._leases: dict[int, Lease] = {}
@@ -145,6 +154,10 @@ class RouterActor(Actor):
         self._reload_replies: list[Reply] = []
         self._shutdown_replies: list[Reply] = []
         self._shutdown_grace: float | None = None
+        # measured capacity, for display (the decisions are the scheduler's)
+        self.free: dict[str, float] = {}  # what the probes last measured
+        self.measured: dict[str, dict[str, float]] = {}  # what each model was measured to use
+        self._probe_failures: set[str] = set()  # resources whose failure was logged
 
     # -- public API (safe from any task in the event loop) ----------------------------------
 
@@ -291,6 +304,8 @@ class RouterActor(Actor):
             case _Tick():
                 self._timer_deadline = None
                 scheduler.tick(now)
+            case _Probed(model=model, free=free):
+                scheduler.probed(model, free, now)
             case _Unload(models=models, grace=grace, reply=reply):
                 names = models if models is not None else list(self.processes)
                 targets = scheduler.unload(names, now, grace)
@@ -439,6 +454,35 @@ class RouterActor(Actor):
     def swap_ended(self, target: str, error: str | None) -> None:
         seconds = time.monotonic() - self._swap_started.pop(target, time.monotonic())
         self.bus.publish(SwapFinished(target, seconds, error or ""))
+
+    def probe(self, model: str) -> None:
+        """Measure every probed resource in a child task; the answer comes back in."""
+        self.spawn_child(self._measure, model)
+
+    def learned(self, model: str, amounts: Mapping[str, float]) -> None:
+        """Keep what `model` was measured to use, for /api/hardware and /metrics."""
+        self.measured[model] = dict(amounts)
+        log.info("%s measured using %s", model, ", ".join(f"{k} {v:g}" for k, v in amounts.items()))
+        self.bus.publish(NeedMeasured(model, dict(amounts)))
+
+    async def _measure(self, model: str) -> None:
+        """Run every probe; a failure is logged once (until the probe works again)."""
+        free: dict[str, float] | None = {}
+        for name, probe in self.config.probes.items():
+            try:
+                amount = await measure(probe)
+            except ProbeFailed as exc:
+                if name not in self._probe_failures:
+                    self._probe_failures.add(name)
+                    log.warning("probe of %s failed, using the declared figures: %s", name, exc)
+                free = None
+                break
+            self._probe_failures.discard(name)
+            assert free is not None
+            free[name] = amount
+        if free is not None:
+            self.free.update(free)
+        self.post(_Probed(model, free))
 
     # -- the router machine's listener ------------------------------------------------------
 

@@ -26,7 +26,7 @@ from .policies import (
     Usage,
     rules_allowing,
 )
-from .scheduler import Effects, ModelRules, Request, Scheduler, Swap
+from .scheduler import Effects, ModelRules, Probing, Request, Scheduler, Swap
 
 __all__ = [
     "BlockedByUnswappable",
@@ -44,6 +44,7 @@ __all__ = [
     "ModelUnloaded",
     "Pinned",
     "Policy",
+    "Probing",
     "ReloadInProgress",
     "Request",
     "Resources",

@@ -18,7 +18,7 @@ from .policies import (
     Policy,
     Resources,
 )
-from .scheduler import ModelRules
+from .scheduler import ModelRules, Probing
 
 
 def model_rules(config: Config) -> dict[str, ModelRules]:
@@ -78,3 +78,12 @@ def build_policy(config: Config, *, guard: bool = True) -> Policy:
 def _pin(policy: Policy, pinned: frozenset[str]) -> Policy:
     """`policy`, never evicting the models with `swappable: false` (if there are any)."""
     return Pinned(policy, pinned) if pinned else policy
+
+
+def build_probing(config: Config) -> Probing | None:
+    """Measured capacity: only under `use: fit`, and only when a resource has a probe."""
+    resources = resources_of(config)
+    if config.routing.router != "fit" or resources is None or not config.probes:
+        return None
+    recovery = max(probe.recovery for probe in config.probes.values())
+    return Probing(resources, frozenset(config.probes), recovery=recovery)

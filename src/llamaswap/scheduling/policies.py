@@ -38,6 +38,8 @@ class Usage:
 
     last_used: Mapping[str, float] = field(default_factory=dict)
     busy: Collection[str] = frozenset()
+    # what each model was measured to use, where more than it declares (probes, `fit`)
+    learned: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 NO_USAGE = Usage()
@@ -228,6 +230,20 @@ class Resources:
         totals = self.total(models)
         return all(totals.get(name, 0.0) <= limit + 1e-9 for name, limit in self.capacity.items())
 
+    def need(self, model: str, name: str) -> float:
+        return self.needs.get(model, {}).get(name, 0.0)
+
+    def with_learned(self, learned: Mapping[str, Mapping[str, float]]) -> Resources:
+        """These resources with each model needing the larger of declared and learned."""
+        if not learned:
+            return self
+        needs = {m: dict(n) for m, n in self.needs.items()}
+        for model, amounts in learned.items():
+            for name, amount in amounts.items():
+                merged = needs.setdefault(model, {})
+                merged[name] = max(merged.get(name, 0.0), amount)
+        return Resources(self.capacity, needs)
+
 
 def _lru_order(candidates: Iterable[str], usage: Usage) -> list[str]:
     """Idle models first, least recently used first; then busy ones the same way."""
@@ -274,11 +290,12 @@ class FitPolicy:
     def evict_for(
         self, target: str, running: Collection[str], usage: Usage = NO_USAGE
     ) -> tuple[str, ...]:
-        if target in running and self.resources.fits(running):
+        resources = self.resources.with_learned(usage.learned)
+        if target in running and resources.fits(running):
             return ()
         keep = [m for m in running if m != target]
         protected = self.protected(target)
-        return tuple(sorted(_fill_to_fit(target, keep, self.resources, usage, protected)))
+        return tuple(sorted(_fill_to_fit(target, keep, resources, usage, protected)))
 
     def protected(self, target: str) -> frozenset[str]:
         return self.pinned - {target}

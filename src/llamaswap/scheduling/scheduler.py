@@ -68,7 +68,7 @@ from .errors import (
     Unschedulable,
 )
 from .pinning import PinnedInTheWay
-from .policies import CannotFit, Policy, Usage
+from .policies import CannotFit, Policy, Resources, Usage
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,24 @@ class Swap:
     started: float = 0.0
     launched: bool = False  # the target was sent its start
     start_seq: int = 0  # the number of that start among the commands the target got
+    # measured capacity (`Probing`): what the last probe said, and the wait for memory
+    probing: bool = False  # a probe is under way
+    fits: bool = False  # the probe said the target fits (or could not tell)
+    free_before: Mapping[str, float] | None = None
+    recover_until: float | None = None  # give up waiting for memory to come back then
+    retry_at: float | None = None  # probe again then
+
+
+@dataclass(frozen=True)
+class Probing:
+    """Measured capacity under `fit`: before a start the runtime measures what is free
+    (the `probe` effect, answered by `probed`), and the scheduler evicts more idle
+    models, or waits a while for memory to come back, until the target fits."""
+
+    resources: Resources  # declared capacity and needs
+    names: frozenset[str]  # the resources that have a probe
+    recovery: float = 10.0  # seconds to wait for memory to come back after stops
+    retry: float = 0.5  # seconds between probes while waiting
 
 
 def _seniority(request: Request) -> tuple[float, int]:
@@ -167,6 +185,16 @@ class Effects(Protocol):
         """For observers: that swap ended, the target serving (`error` None) or not."""
         ...
 
+    def probe(self, model: str) -> None:
+        """Measure what is free of the probed resources (for `model`'s start, or to
+        learn what it uses once ready); answered later by `probed`."""
+        ...
+
+    def learned(self, model: str, amounts: Mapping[str, float]) -> None:
+        """For observers: `model` was measured to use `amounts` (from now on its need is
+        the larger of this and what it declares)."""
+        ...
+
 
 class Scheduler:
     """Queue, in-flight counts, swaps, the router's lifecycle and the decision tree."""
@@ -181,10 +209,14 @@ class Scheduler:
         *,
         max_wait: float = 60.0,
         listeners: Sequence[Any] = (),
+        probing: Probing | None = None,
     ) -> None:
         self.rules = dict(rules)
         self.policy = policy
         self.max_wait = max_wait
+        self.probing = probing
+        self._learned: dict[str, dict[str, float]] = {}  # measured needs (probes)
+        self._learning: dict[str, Mapping[str, float]] = {}  # ready, free before its start
         self._effects = effects
         self._view: dict[str, ProcessState] = dict.fromkeys(self.rules, ProcessState.STOPPED)
         self._leaving: set[str] = set()  # told to stop; not yet announced at rest
@@ -208,7 +240,9 @@ class Scheduler:
         self._retiring: set[str] = set()
         self._next: tuple[dict[str, ModelRules], Policy, tuple[str, ...]] | None = None
         # live views: the policies read them without copies
-        self._usage = Usage(last_used=self._last_used, busy=self._in_flight.keys())
+        self._usage = Usage(
+            last_used=self._last_used, busy=self._in_flight.keys(), learned=self._learned
+        )
         self._machine = RouterMachine(
             model=self, state_field="_router_state", listeners=list(listeners)
         )
@@ -275,6 +309,7 @@ class Scheduler:
     def next_deadline(self) -> float | None:
         """When `tick` should be called next (the earliest idle expiry), if ever."""
         deadlines = [since + self._idle_limit(m) for m, since in self._idle_since.items()]
+        deadlines += [s.retry_at for s in self._active.values() if s.retry_at is not None]
         return min(deadlines) if deadlines else None
 
     def _idle_limit(self, model: str) -> float:
@@ -407,6 +442,9 @@ class Scheduler:
         swap = self._active.get(model)
         if swap is not None and swap.launched and handled >= swap.start_seq:
             if new in PROCESS_SERVING:
+                if swap.free_before is not None:  # measure what it took
+                    self._learning[model] = swap.free_before
+                    self._effects.probe(model)
                 self._complete(swap, None, now)
             elif new in PROCESS_ERROR:
                 self._complete(swap, f"[{model}] {reason or new}", now)
@@ -426,6 +464,10 @@ class Scheduler:
             self._stop(model, "ttl")
         if expired:
             self._changed()
+        for swap in list(self._active.values()):
+            if swap.retry_at is not None and now >= swap.retry_at:
+                swap.retry_at = None
+                self._advance(swap, now)
 
     # -- events: operators ---------------------------------------------------------------------
 
@@ -554,6 +596,78 @@ class Scheduler:
             self.submit(request, now)
         self._drain(now)
 
+    # -- events: measured capacity -------------------------------------------------------
+
+    def probed(self, model: str, free: Mapping[str, float] | None, now: float) -> None:
+        """What the probe measured free (None: it failed; the declared figures decide)."""
+        swap = self._active.get(model)
+        if swap is not None and swap.probing:
+            swap.probing = False
+            self._after_probe(swap, free, now)
+            self._drain(now)
+            return
+        before = self._learning.pop(model, None)
+        if before is not None and free is not None:
+            used = {r: max(0.0, before[r] - free[r]) for r in before.keys() & free.keys()}
+            self._learned[model] = used
+            self._effects.learned(model, used)
+
+    def _after_probe(self, swap: Swap, free: Mapping[str, float] | None, now: float) -> None:
+        """Launch if the target fits; else evict another idle model, or wait a while for
+        memory to come back, or fail the swap saying what is missing."""
+        probing = self.probing
+        assert probing is not None
+        target = swap.target
+        short = self._shortfall(target, free) if free is not None else {}
+        if not short:
+            swap.fits, swap.free_before = True, free
+            self._advance(swap, now)
+            return
+        if swap.recover_until is None:
+            swap.recover_until = now + probing.recovery
+        victim = self._idle_victim(swap)
+        if victim is not None:
+            swap.evict = (*swap.evict, victim)
+            self._stop(victim, f"evicted for {target}: the probe says it does not fit")
+            return
+        if now < swap.recover_until:
+            swap.retry_at = now + probing.retry
+            return
+        missing = ", ".join(f"{name} {amount:g}" for name, amount in sorted(short.items()))
+        self._complete(
+            swap,
+            f"[{target}] does not fit: {missing} more is needed than the probe finds free",
+            now,
+        )
+
+    def _shortfall(self, model: str, free: Mapping[str, float]) -> dict[str, float]:
+        """How much of each probed resource `model` needs beyond what is free."""
+        probing = self.probing
+        assert probing is not None
+        learned = self._learned.get(model, {})
+        short = {}
+        for name in probing.names & free.keys():
+            need = max(probing.resources.need(model, name), learned.get(name, 0.0))
+            if need > free[name] + 1e-9:
+                short[name] = need - free[name]
+        return short
+
+    def _idle_victim(self, swap: Swap) -> str | None:
+        """The least recently used running model that may go to make room for `swap`."""
+        candidates = [
+            m
+            for m, state in self._view.items()
+            if state in PROCESS_HOLDS_RESOURCES
+            and m != swap.target
+            and m not in swap.evict
+            and m not in self._leaving
+            and m not in self._in_flight
+            and m not in self._active
+            and self.rules.get(m, ModelRules()).swappable
+        ]
+        candidates.sort(key=lambda m: (self._last_used.get(m, 0.0), m))
+        return candidates[0] if candidates else None
+
     # -- swaps -------------------------------------------------------------------------------
 
     def _begin_swap(self, request: Request, evict: tuple[str, ...], now: float) -> None:
@@ -580,6 +694,11 @@ class Scheduler:
         if self.state_of(target) in PROCESS_SERVING and target not in self._leaving:
             self._complete(swap, None, now)
         elif self._at_rest(target):
+            if self.probing is not None and not swap.fits:
+                if not swap.probing and swap.retry_at is None:
+                    swap.probing = True
+                    self._effects.probe(target)
+                return
             swap.launched = True
             swap.start_seq = self._command(target)
             self._effects.start(target, "requested")

@@ -341,6 +341,12 @@ class World:
         self.swaps.pop(target, None)
         self.say(f"swap to {target} ends" + (f": {error}" if error else ""))
 
+    def probe(self, model: str) -> None:
+        raise AssertionError("this reasons on declared figures: nothing is probed")
+
+    def learned(self, model: str, amounts: Mapping[str, float]) -> None:
+        raise AssertionError("this reasons on declared figures: nothing is measured")
+
     # -- judgements ------------------------------------------------------------------------
 
     def idle_limit(self, model: str) -> float | None:

@@ -194,3 +194,17 @@ def test_requests_refused_for_a_model_that_is_not_swappable_are_reported(
     assert run_command(simulate, [*argv, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)["policies"]["group"]
     assert result["rejected_by_code"] == {"not_swappable": 1}
+
+
+def test_probed_resources_are_judged_on_declared_figures_and_it_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    probed = FIT_TOO.replace(
+        "resources: {vram: 24}", "resources: {vram: {capacity: 24, probe: nvidia}}"
+    )
+    assert "probe: nvidia" in probed
+    argv = ["--config", str(write(tmp_path, probed)), "--trace", str(trace_file(tmp_path, "AB"))]
+    assert run_command(simulate, [*argv, "--policy", "fit", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["policies"]["fit"]["served"] == 2
+    assert "note: simulate judges vram on the declared figures" in err

@@ -12,6 +12,7 @@ from llamaswap.scheduling import (
     GroupPolicy,
     ModelRules,
     Policy,
+    Probing,
     Request,
     RoutingError,
     Scheduler,
@@ -36,6 +37,8 @@ class Recorder:
     gone: set[int] = field(default_factory=set)
     granted_requests: list[Request] = field(default_factory=list)
     commands: Counter[str] = field(default_factory=Counter)  # sent to each process
+    probes: list[str] = field(default_factory=list)
+    measured: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def grant(self, request: Request) -> bool:
         if request.id in self.gone:
@@ -75,6 +78,12 @@ class Recorder:
     def swap_ended(self, target: str, error: str | None) -> None:
         self.ended_swaps.append((target, error))
 
+    def probe(self, model: str) -> None:
+        self.probes.append(model)
+
+    def learned(self, model: str, amounts: Mapping[str, float]) -> None:
+        self.measured[model] = dict(amounts)
+
     def rejected_ids(self) -> list[int]:
         return [rid for rid, _ in self.rejects]
 
@@ -90,11 +99,12 @@ class Harness:
         models: Iterable[str] | Mapping[str, ModelRules],
         policy: Policy | None = None,
         max_wait: float = 60.0,
+        probing: Probing | None = None,
     ) -> None:
         rules = models if isinstance(models, Mapping) else {m: ModelRules() for m in models}
         policy = policy or GroupPolicy([Group("(default)", tuple(sorted(rules)))])
         self.effects = Recorder()
-        self.scheduler = Scheduler(rules, policy, self.effects, max_wait=max_wait)
+        self.scheduler = Scheduler(rules, policy, self.effects, max_wait=max_wait, probing=probing)
         self.now = 0.0
         self._next_id = 0
 
