@@ -25,6 +25,7 @@ from ..errors import error_response, routing_error_response
 from ..extract import NO_MODEL, BadRequest, Inbound, NoModel, read_inbound
 from ..filters import rewrite_query, rewritten_body
 from ..inflight import tracked
+from ..keepalive import requested_keep_alive
 from ..loading import LoadingStream, wants_loading_stream
 from ..naming import LocalTarget, NoSelectorTarget, PeerTarget, UnknownModel, resolve
 from ..proxy import (
@@ -180,6 +181,7 @@ async def serve_local(
     if is_upgrade(request):
         return await sockets.serve_local(request, target.model_id, path)
     model = service.config.models[target.model_id]
+    inbound, keep_alive = requested_keep_alive(inbound)
     body, extra_headers = await local_body(model, target, inbound)
     headers = upstream_request_headers(request)
     headers.update(extra_headers)
@@ -191,12 +193,30 @@ async def serve_local(
     try:
         if loading is None:
             return await _lease_and_forward(
-                request, service, target.model_id, model, path, body, headers, exchange, None
+                request,
+                service,
+                target.model_id,
+                model,
+                path,
+                body,
+                headers,
+                exchange,
+                None,
+                keep_alive,
             )
         async with anyio.create_task_group() as tg:
             tg.start_soon(loading.run)
             response = await _lease_and_forward(
-                request, service, target.model_id, model, path, body, headers, exchange, loading
+                request,
+                service,
+                target.model_id,
+                model,
+                path,
+                body,
+                headers,
+                exchange,
+                loading,
+                keep_alive,
             )
         return response
     except BaseException as error:  # recorded as the access log has it, then re-raised
@@ -216,12 +236,14 @@ async def _lease_and_forward(
     headers: CIMultiDict[str],
     exchange: Exchange,
     loading: LoadingStream | None,
+    keep_alive: float | None = None,
 ) -> web.StreamResponse:
     try:
         async with service.router.lease(
             model_id,
             on_position=loading.position if loading else None,
             on_admitted=loading.admitted if loading else None,
+            keep_alive=keep_alive,
         ) as lease:
             prepared = None
             if loading is not None:
