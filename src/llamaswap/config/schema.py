@@ -214,6 +214,18 @@ class RawResource(Section):
     recovery_timeout: YNum = Field(10.0, alias="recoveryTimeout")  # wait for memory back
 
 
+def _resource_value(value: Any) -> Any:
+    """A capacity (a number) or a mapping with a capacity and a probe, nothing else."""
+    if isinstance(value, dict):
+        return RawResource.model_validate(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"must be a number (or capacity and probe), got {value!r}")
+    return float(value)
+
+
+ResourceValue = Annotated[float | RawResource, BeforeValidator(_resource_value)]
+
+
 class RawTop(Section):
     """Every known top-level key except `macros` and `models` (handled separately)."""
 
@@ -250,7 +262,7 @@ class RawTop(Section):
     performance: RawPerformance = Field(default_factory=RawPerformance)
     store: RawStore | None = None
     ui: RawUI = Field(default_factory=RawUI)
-    resources: dict[str, YNum | RawResource] = Field(default_factory=dict)
+    resources: dict[str, ResourceValue] = Field(default_factory=dict)
 
 
 # Keys `RawTop` knows, plus the two handled outside it: used to decide which
