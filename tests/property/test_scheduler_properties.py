@@ -77,7 +77,13 @@ SCENARIOS = {
         groups=DEFAULT_GROUPS,
         persist_slots=frozenset({"a", "c"}),  # their prompt caches are saved and restored
     ),
-    "MixedGroups": Scenario(RULES, GroupPolicy(MIXED_GROUPS), max_wait=20, groups=MIXED_GROUPS),
+    "MixedGroups": Scenario(
+        RULES,
+        GroupPolicy(MIXED_GROUPS),
+        max_wait=20,
+        groups=MIXED_GROUPS,
+        key_limits={"k1": 2},  # and k2 without a limit: fair turns, the bound still holds
+    ),
     "Matrix": Scenario(
         RULES,
         MatrixPolicy([MatrixAlternative(f"s{i}", s) for i, s in enumerate(SETS)], {"a": 3, "b": 1}),

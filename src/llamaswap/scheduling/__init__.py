@@ -2,6 +2,7 @@
 
 from .errors import (
     BlockedByUnswappable,
+    KeyTooManyRequests,
     ModelNotFound,
     ModelNotLoaded,
     ModelUnloaded,
@@ -36,6 +37,7 @@ __all__ = [
     "FitPolicy",
     "Group",
     "GroupPolicy",
+    "KeyTooManyRequests",
     "MatrixAlternative",
     "MatrixPolicy",
     "ModelNotFound",

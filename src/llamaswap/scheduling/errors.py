@@ -29,6 +29,20 @@ class TooManyRequests(RoutingError):
         self.limit = limit
 
 
+class KeyTooManyRequests(TooManyRequests):
+    """The API key's concurrencyLimit (its requests waiting or in flight) is reached."""
+
+    code = "key_concurrency_limit"
+
+    def __init__(self, key: str, limit: int) -> None:
+        RoutingError.__init__(
+            self, f"Too many requests: key {key!r} already has {limit} requests in flight"
+        )
+        self.model = ""
+        self.key = key
+        self.limit = limit
+
+
 class SwapFailed(RoutingError):
     """The model could not be started; the message carries the upstream's reason."""
 

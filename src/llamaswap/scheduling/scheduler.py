@@ -38,6 +38,7 @@ flight on its evictees finish.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -57,6 +58,7 @@ from llamaswap.fsm.names import (
 
 from .errors import (
     BlockedByUnswappable,
+    KeyTooManyRequests,
     ModelNotFound,
     ModelNotLoaded,
     ModelUnloaded,
@@ -99,6 +101,7 @@ class Request:
     priority: int = 0
     may_load: bool = True
     keep_alive: float | None = None
+    key: str = ""  # the API key's name ("" without keys): its own limit, its turn
 
 
 @dataclass
@@ -134,6 +137,22 @@ class Probing:
 def _seniority(request: Request) -> tuple[float, int]:
     """Order among starving requests: oldest first, then the earlier id."""
     return (request.arrival, request.id)
+
+
+def _taking_turns(queue: list[Request]) -> list[Request]:
+    """`queue` (in priority order) with the keys of each priority taking turns: the first
+    request of every key in order of first arrival, then every key's second, and so on.
+    Without keys (or with one) this is the queue itself."""
+    if len({r.key for r in queue}) < 2:
+        return queue
+    ordered: list[Request] = []
+    for _, same_priority in itertools.groupby(queue, key=lambda r: r.priority):
+        turns: dict[str, list[Request]] = {}
+        for request in same_priority:
+            turns.setdefault(request.key, []).append(request)
+        for round_ in itertools.zip_longest(*turns.values()):
+            ordered.extend(r for r in round_ if r is not None)
+    return ordered
 
 
 class Effects(Protocol):
@@ -210,11 +229,15 @@ class Scheduler:
         max_wait: float = 60.0,
         listeners: Sequence[Any] = (),
         probing: Probing | None = None,
+        key_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.rules = dict(rules)
         self.policy = policy
         self.max_wait = max_wait
         self.probing = probing
+        self.key_limits = dict(key_limits or {})  # requests in flight or waiting, per key
+        self._key_of: dict[int, str] = {}  # admitted requests that carry a key
+        self._key_reserved: dict[str, int] = {}
         self._learned: dict[str, dict[str, float]] = {}  # measured needs (probes)
         self._learning: dict[str, Mapping[str, float]] = {}  # ready, free before its start
         self._effects = effects
@@ -370,6 +393,14 @@ class Scheduler:
         if reserved >= rules.limit:
             self._effects.reject(request, TooManyRequests(model, rules.limit))
             return
+        key = request.key
+        if key:
+            limit = self.key_limits.get(key, 0)
+            if limit and self._key_reserved.get(key, 0) >= limit:
+                self._effects.reject(request, KeyTooManyRequests(key, limit))
+                return
+            self._key_of[request.id] = key
+            self._key_reserved[key] = self._key_reserved.get(key, 0) + 1
         request.priority = rules.priority
         self._reserved[model] = reserved + 1
         self._waiting[request.id] = request
@@ -391,7 +422,7 @@ class Scheduler:
             swap.waiters.remove(request)
         elif request in self._queue:
             self._queue.remove(request)
-        self._release(request.model)
+        self._release(request.model, request.id)
         self._drain(now)
 
     def finish(self, request_id: int, now: float) -> None:
@@ -405,7 +436,7 @@ class Scheduler:
         else:
             self._keep_alive[model] = keep_alive
         remaining = self._in_flight[model] - 1
-        self._release(model)
+        self._release(model, request_id)
         self._last_used[model] = now
         if remaining > 0:
             self._in_flight[model] = remaining
@@ -864,11 +895,13 @@ class Scheduler:
         self._publish_positions(now)
 
     def _processing_order(self, now: float) -> list[Request]:
-        """Starving requests first (oldest first), then the queue's priority/FIFO order."""
+        """Starving requests first (oldest first), then the queue's priority/FIFO order,
+        taking turns between API keys within each priority (fair share)."""
         starving = sorted(
             (r for r in self._queue if now >= r.arrival + self.max_wait), key=_seniority
         )
-        return starving + [r for r in self._queue if r not in starving]
+        rest = [r for r in self._queue if r not in starving]
+        return starving + _taking_turns(rest)
 
     def _enqueue(self, request: Request) -> None:
         """Insert before the first request with strictly lower priority (FIFO among equals)."""
@@ -893,19 +926,27 @@ class Scheduler:
             self._last_used[model] = now
             self._idle_since.pop(model, None)
         else:
-            self._release(model)
+            self._release(model, request.id)
 
     def _fail(self, request: Request, error: RoutingError) -> None:
         if self._waiting.pop(request.id, None) is not None:
-            self._release(request.model)
+            self._release(request.model, request.id)
         self._effects.reject(request, error)
 
-    def _release(self, model: str) -> None:
+    def _release(self, model: str, request_id: int) -> None:
+        """An admitted request is done (finished, failed, left): free its places."""
         left = self._reserved[model] - 1
         if left > 0:
             self._reserved[model] = left
         else:
             del self._reserved[model]
+        key = self._key_of.pop(request_id, None)
+        if key is not None:
+            remaining = self._key_reserved[key] - 1
+            if remaining > 0:
+                self._key_reserved[key] = remaining
+            else:
+                del self._key_reserved[key]
 
     def _mark_idle(self, model: str, now: float) -> None:
         """Start the idle clock if the model is serving, unused and has an idle limit."""

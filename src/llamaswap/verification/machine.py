@@ -135,6 +135,7 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
     subsets = st.lists(st.sampled_from(models), unique=True, max_size=2) if models else st.just([])
     outcomes = st.sampled_from([True, True, True, False])
     keep_alives = st.sampled_from([None, None, None, 0.0, 5.0, -1.0])
+    keys = st.sampled_from(["", "k1", "k2"])
 
     class RoutingExploration(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -149,14 +150,17 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
 
         # -- clients ---------------------------------------------------------------------
 
-        @rule(model=request_models, keep_alive=keep_alives)
-        def request_arrives(self, model: str, keep_alive: float | None) -> None:
+        @rule(model=request_models, keep_alive=keep_alives, key=keys)
+        def request_arrives(self, model: str, keep_alive: float | None, key: str) -> None:
             self.next_id += 1
             rid, now = self.next_id, self.world.now
-            self.world.requests[rid] = ClientRequest(rid, model, now, keep_alive=keep_alive)
+            client = ClientRequest(rid, model, now, keep_alive=keep_alive, key=key)
+            self.world.requests[rid] = client
             asks = "" if keep_alive is None else f" (keep_alive {keep_alive:g})"
-            self.world.say(f"request #{rid} for {model} arrives{asks}")
-            self.scheduler.submit(Request(rid, model, now, keep_alive=keep_alive), now)
+            sender = f" with key {key}" if key else ""
+            self.world.say(f"request #{rid} for {model}{sender} arrives{asks}")
+            request = Request(rid, model, now, keep_alive=keep_alive, key=key)
+            self.scheduler.submit(request, now)
 
         @rule(model=request_models)
         def request_that_may_not_load_arrives(self, model: str) -> None:
@@ -170,7 +174,9 @@ def build_exploration(scenario: Scenario, stats: ExplorationStats | None = None)
             commands_before = {m: len(p.inbox) for m, p in world.processes.items()}
             self.scheduler.submit(Request(rid, model, now, may_load=False), now)
             status = world.requests[rid].status
-            started = any(len(p.inbox) > commands_before[m] for m, p in world.processes.items())
+            started = any(
+                len(p.inbox) > commands_before.get(m, 0) for m, p in world.processes.items()
+            )
             if status == "waiting" or world.swaps != swaps_before or started:
                 what = "waits" if status == "waiting" else "started a swap or a process"
                 if self.scheduler.state is RouterState.RELOADING and status == "waiting":

@@ -8,7 +8,7 @@ helper cannot also hide from the check.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from llamaswap.scheduling import (
@@ -45,6 +45,8 @@ class Scenario:
     # models whose processes save and restore their prompt caches (the saving/restoring
     # states of the process spec)
     persist_slots: frozenset[str] = frozenset()
+    # API keys' concurrency limits (requests waiting or in flight per key)
+    key_limits: Mapping[str, int] = field(default_factory=dict)
     # the code under test; tests substitute mutants here
     scheduler_factory: SchedulerFactory = Scheduler
 
@@ -53,7 +55,9 @@ class Scenario:
         return sorted(self.rules)
 
     def build_scheduler(self, effects: Effects) -> Scheduler:
-        return self.scheduler_factory(self.rules, self.policy, effects, max_wait=self.max_wait)
+        return self.scheduler_factory(
+            self.rules, self.policy, effects, max_wait=self.max_wait, key_limits=self.key_limits
+        )
 
     def matrix_allows(self, models: frozenset[str]) -> bool:
         """Do the matrix sets let `models` run together? (True without a matrix.)"""

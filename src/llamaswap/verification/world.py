@@ -85,6 +85,7 @@ class ClientRequest:
     gone: bool = False  # the client left; its cancel may not have reached the router yet
     revoked: bool = False  # granted, then cut by the router (unload, crash, reload)
     keep_alive: float | None = None  # asked for: seconds, 0 = unload once idle, < 0 = never
+    key: str = ""  # the API key it came with
     joined_step: int | None = None  # the step in which it was first seen waiting on a swap
     error: str = ""
 
@@ -468,10 +469,26 @@ class World:
                 "exactly-once",
                 f"scheduler has {scheduler.waiting_count()} waiting, clients {waiting}",
             )
+        self._check_key_limits()
         running = self.running()
         if len(running) > 1:
             self.co_running_sets.add(running)
         self._check_co_running(running)
+
+    def _check_key_limits(self) -> None:
+        """Admitted requests per key (held during a reload are not admitted yet)."""
+        unadmitted = {r.id for r in self._sched().held()}
+        held = Counter(
+            r.key
+            for r in self.requests.values()
+            if r.key and r.status in ("waiting", "granted") and r.id not in unadmitted
+        )
+        for key, limit in self.scenario.key_limits.items():
+            if limit and held[key] > limit:
+                raise self._violation(
+                    "key limit",
+                    f"key {key} holds {held[key]} requests, its concurrencyLimit is {limit}",
+                )
 
     def _note_joins(self) -> None:
         for swap in self._sched().active_swaps().values():
