@@ -148,9 +148,10 @@ def test_a_missing_interpreter_is_named_as_such(monkeypatch: pytest.MonkeyPatch)
 
 async def test_a_long_command_line_is_passed_whole() -> None:
     args = ["x" * 100_000] * 3  # more than a pipe holds by default (64 KiB)
-    async with kept(["sh", "-c", 'echo "$#:${#3}"; exit 4', "sh", *args]) as (upstream, _):
+    argv = ["sh", "-c", 'echo "$#:${#3}"; exit 4', "sh", *args]
+    async with kept(argv) as (upstream, supervised):
         with anyio.fail_after(5):
-            await upstream.exited.wait()
+            await supervised.wait()  # after the output was drained (`exited` is earlier)
     assert upstream.returncode == 4
     assert "3:100000" in upstream._log.lines()
 
