@@ -11,6 +11,7 @@ from llamaswap.config.build_models import Defaults, build_model, register_aliase
 from llamaswap.config.errors import PathT, Problems
 from llamaswap.config.expansion import MAX_PORT, Expanded
 from llamaswap.config.ids import model_id_problem
+from llamaswap.config.keys import build_keys
 from llamaswap.config.models import Config, ModelConfig, ResourceProbe
 from llamaswap.config.namespace import (
     Namespace,
@@ -121,14 +122,8 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
     if raw.client_write_timeout < 0:
         problems.add(("clientWriteTimeout",), "clientWriteTimeout must be >= 0 (0 disables it)")
 
-    api_keys: list[str] = []
-    for index, key in enumerate(raw.api_keys):
-        if not key.strip():
-            problems.add(("apiKeys", index), "empty api key found in apiKeys")
-        elif " " in key:
-            problems.add(("apiKeys", index), "api key cannot contain spaces")
-        else:
-            api_keys.append(key)
+    key_scopes = build_keys([_key_entry(e) for e in raw.api_keys], problems)
+    api_keys = list(key_scopes)
 
     capacity: dict[str, float] = {}
     probes: dict[str, ResourceProbe] = {}
@@ -202,6 +197,7 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
         unload_timeout=unload_timeout,
         client_write_timeout=raw.client_write_timeout,
         api_keys=api_keys,
+        key_scopes=key_scopes,
         request_header_timeout=serving.request_header_timeout,
         max_connections=serving.max_connections,
         allowed_origins=serving.allowed_origins,
@@ -315,3 +311,10 @@ def _resource_probe(name: str, raw: RawResource, problems: Problems) -> Resource
     if not ok:
         return None
     return ResourceProbe(probe=text, timeout=raw.probe_timeout, recovery=raw.recovery_timeout)
+
+
+def _key_entry(entry: object) -> object:
+    """A YAML scalar key as text (numbers and the like are keys too, as in llama-swap)."""
+    if isinstance(entry, dict | str) or entry is None:
+        return "" if entry is None else entry
+    return str(entry)

@@ -19,6 +19,7 @@ from pydantic import (
     model_serializer,
 )
 
+from llamaswap.config.keys import KeyScope
 from llamaswap.config.shell import split_command
 from llamaswap.matrix import MatrixProgram
 
@@ -219,6 +220,7 @@ class Config(_Frozen):
     # Seconds a client may accept no byte of a streamed answer before it is cut (0: never).
     client_write_timeout: float = Field(60.0, alias="clientWriteTimeout")
     api_keys: list[str] = Field(default_factory=list, alias="apiKeys")
+    key_scopes: dict[str, KeyScope] = Field(default_factory=dict, alias="keyScopes")
     # ours: llamaswap's own HTTP server (see config/serving.py)
     request_header_timeout: float = Field(10.0, alias="requestHeaderTimeout")  # 0 = none
     max_connections: int = Field(1000, alias="maxConnections")  # 0 = no cap

@@ -214,6 +214,18 @@ class RawResource(Section):
     recovery_timeout: YNum = Field(10.0, alias="recoveryTimeout")  # wait for memory back
 
 
+def _api_key_value(value: Any) -> Any:
+    """A key (scalars read as text, as yaml.v3 does) or a mapping with a key and a scope."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list):
+        raise ValueError("must be a string, got a list")
+    return _scalar_text(value)
+
+
+ApiKeyValue = Annotated[Any, BeforeValidator(_api_key_value)]
+
+
 def _resource_value(value: Any) -> Any:
     """A capacity (a number) or a mapping with a capacity and a probe, nothing else."""
     if isinstance(value, dict):
@@ -245,7 +257,7 @@ class RawTop(Section):
     unload_timeout: YInt = Field(10, alias="unloadTimeout")
     client_write_timeout: YNum = Field(60.0, alias="clientWriteTimeout")
     persist_slots_timeout: YNum = Field(30.0, alias="persistSlotsTimeout")
-    api_keys: list[YStr] = Field(default_factory=list, alias="apiKeys")
+    api_keys: list[ApiKeyValue] = Field(default_factory=list, alias="apiKeys")
     # ours: limits and cross-site rules of llamaswap's own HTTP server (config/serving.py)
     request_header_timeout: YNum = Field(10.0, alias="requestHeaderTimeout")
     max_connections: YInt = Field(1000, alias="maxConnections")
