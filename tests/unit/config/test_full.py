@@ -96,7 +96,14 @@ def test_full_config_loads(tmp_path: Path) -> None:
     assert config.store_path == f"{tmp_path}/activity.sqlite"
     assert config.ui_session_headers == ["X-Session-ID", "X-Conversation"]
     assert config.performance_every == 30.0
-    assert config.api_keys == ["sk-local-1", "sk-extra"]
+    assert config.api_keys == ["sk-local-1", "sk-extra", "sk-team-1"]
+    team = config.key_scopes["sk-team-1"]
+    assert (team.name, team.models, team.admin, team.concurrency_limit) == (
+        "team",
+        ("qwen-*", "embedder"),
+        False,
+        4,
+    )
     assert config.resources == {"vram": 48, "ram": 256}
     assert list(config.models) == ["comfyui_auto", "embedder", "qwen-coder", "whisper"]
     # ports in sorted-ID order, only for models whose cmd uses ${PORT}
