@@ -9,7 +9,6 @@ origins) are precomputed per config in `policy`.
 from __future__ import annotations
 
 import base64
-import hmac
 import logging
 import re
 import time
@@ -17,8 +16,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from llamaswap.runtime.callers import CALLER
+
 from .errors import error_response
 from .policy import policy_of
+from .scopes import KEY_NAME, find_scope, is_admin_route
 from .service import service_of
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -162,31 +164,32 @@ def presented_key(request: web.Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def key_matches(presented: str, keys: list[str]) -> bool:
-    """Constant-time comparison against every configured key."""
-    try:
-        given = presented.encode()
-    except UnicodeEncodeError:  # not a key anyone configured (keys are text)
-        return False
-    found = False
-    for key in keys:
-        found |= hmac.compare_digest(given, key.encode())
-    return found
-
-
 async def require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
-    keys = service_of(request).config.api_keys
-    if not keys or (request.method, request.path) in OPEN_PATHS:
+    """Without configured keys every request passes. With keys, a request must present
+    one (401 otherwise); a key with `admin: false` gets 403 on the admin routes, and the
+    key's scope rides with the request (`callers.CALLER`) to the router's model check."""
+    config = service_of(request).config
+    if not config.api_keys or (request.method, request.path) in OPEN_PATHS:
         return await handler(request)
     presented = presented_key(request)
-    if presented is None or not key_matches(presented, keys):
+    scope = find_scope(presented, config.key_scopes) if presented is not None else None
+    if scope is None:
         return error_response(
             request,
             401,
             "unauthorized: invalid or missing API key",
             headers={"WWW-Authenticate": 'Basic realm="llamaswap"'},
         )
-    return await handler(request)
+    if not scope.admin and is_admin_route(request.method, request.path):
+        return error_response(
+            request, 403, f"API key {scope.name!r} may not use {request.method} {request.path}"
+        )
+    request[KEY_NAME] = scope.name
+    token = CALLER.set(scope)  # reset: a keep-alive connection serves its requests in one task
+    try:
+        return await handler(request)
+    finally:
+        CALLER.reset(token)
 
 
 MIDDLEWARES = [front_door]

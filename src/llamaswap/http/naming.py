@@ -21,6 +21,7 @@ from llamaswap.fsm.names import (
     PROCESS_SERVING,
     PROCESS_UNLOADING,
 )
+from llamaswap.runtime.callers import caller, may_use
 
 
 class UnknownModel(Exception):
@@ -135,3 +136,26 @@ def resolve(
     if peer is not None:
         return PeerTarget(peer[0], peer[1], name, selector)
     raise UnknownModel(f"no local or peer server found for requested model {name!r}")
+
+
+def usable(name: str, config: Config, *, profile: str | None) -> bool:
+    """May the current request's API key use `name`: a model or alias (its scope's globs
+    match the model's ID or an alias), a profile pin or a selector (by what it leads
+    to), a peer model (`<peer>/<model>` or the bare model)? Always, without keys."""
+    if caller() is None:
+        return True
+    if profile is not None and profile in config.profiles:
+        name = config.profiles[profile].pins.get(name) or name
+    if name in config.selectors:
+        return any(_usable_model(t, config) for t in config.selectors[name].resolved_targets)
+    return _usable_model(name, config)
+
+
+def _usable_model(name: str, config: Config) -> bool:
+    model_id = config.resolve(name)
+    if model_id is not None:
+        return may_use(model_id, *config.models[model_id].aliases)
+    peer = config.peer_model(name)
+    if peer is not None:
+        return may_use(f"{peer[0]}/{peer[1]}", peer[1])
+    return may_use(name)

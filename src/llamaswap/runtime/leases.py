@@ -53,6 +53,7 @@ class Ticket:
         "_outcome",
         "abandoned",
         "keep_alive",
+        "key",
         "may_load",
         "model",
         "on_admitted",
@@ -68,8 +69,10 @@ class Ticket:
         on_admitted: Callable[[], None] | None = None,
         may_load: bool = True,
         keep_alive: float | None = None,
+        key: str = "",
     ) -> None:
         self.request_id = request_id
+        self.key = key
         self.model = model
         self.may_load = may_load
         self.keep_alive = keep_alive

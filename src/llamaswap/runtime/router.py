@@ -35,9 +35,15 @@ from llamaswap.scheduling import (
     Scheduler,
     ShuttingDown,
 )
-from llamaswap.scheduling.from_config import build_policy, build_probing, model_rules
+from llamaswap.scheduling.from_config import (
+    build_policy,
+    build_probing,
+    key_limits,
+    model_rules,
+)
 
 from .actor import Actor, ActorGone, Reply, answer
+from .callers import admit
 from .events import (
     EventBus,
     ModelsConfigured,
@@ -141,6 +147,7 @@ class RouterActor(Actor):
             max_wait=config.routing.max_wait_seconds,
             listeners=[self],
             probing=build_probing(config),
+            key_limits=key_limits(config),
         )
         self._tickets: dict[int, Ticket] = {}
         self._leases: dict[int, Lease] = {}
@@ -210,8 +217,12 @@ class RouterActor(Actor):
         is ready and staying, else ModelNotLoaded (nothing is started or queued).
         `keep_alive` sets the model's idle time from the end of this request (seconds;
         0: unload once idle; negative: never; None: its configured ttl).
+        The request's API key (`callers.CALLER`) must be allowed the model (else
+        ModelForbidden) and is the key its concurrency limit and turn are counted by.
         """
-        ticket = Ticket(next(self._ids), model, on_position, on_admitted, may_load, keep_alive)
+        known = self.config.models.get(model)
+        key = admit(model, *(known.aliases if known else ()))
+        ticket = Ticket(next(self._ids), model, on_position, on_admitted, may_load, keep_alive, key)
         if not self.post(_Submit(ticket, time.monotonic())):
             raise ShuttingDown()
         try:
@@ -283,6 +294,7 @@ class RouterActor(Actor):
                     arrival,
                     may_load=ticket.may_load,
                     keep_alive=ticket.keep_alive,
+                    key=ticket.key,
                 )
                 scheduler.submit(request, now)
                 if ticket.request_id in self._tickets:
@@ -338,6 +350,7 @@ class RouterActor(Actor):
         self._next_config = new
         self._reload_replies.append(message.reply)
         log.info("reloading config: replacing %s", ", ".join(sorted(self._retiring)) or "nothing")
+        self._scheduler.key_limits = key_limits(new)  # admission only: in force at once
         self._scheduler.reload(model_rules(new), build_policy(new), changed, now)
 
     def _answer_operators(self) -> None:

@@ -3,6 +3,7 @@
 from .errors import (
     BlockedByUnswappable,
     KeyTooManyRequests,
+    ModelForbidden,
     ModelNotFound,
     ModelNotLoaded,
     ModelUnloaded,
@@ -40,6 +41,7 @@ __all__ = [
     "KeyTooManyRequests",
     "MatrixAlternative",
     "MatrixPolicy",
+    "ModelForbidden",
     "ModelNotFound",
     "ModelNotLoaded",
     "ModelRules",

@@ -43,6 +43,18 @@ class KeyTooManyRequests(TooManyRequests):
         self.limit = limit
 
 
+class ModelForbidden(RoutingError):
+    """The request's API key may not use this model (its `models` scope)."""
+
+    status = 403
+    code = "model_not_allowed"
+
+    def __init__(self, model: str, key: str) -> None:
+        super().__init__(f"API key {key!r} may not use model {model!r}")
+        self.model = model
+        self.key = key
+
+
 class SwapFailed(RoutingError):
     """The model could not be started; the message carries the upstream's reason."""
 

@@ -33,6 +33,11 @@ def model_rules(config: Config) -> dict[str, ModelRules]:
     }
 
 
+def key_limits(config: Config) -> dict[str, int]:
+    """Each named API key's concurrencyLimit (keys without one are left out)."""
+    return {s.name: s.concurrency_limit for s in config.key_scopes.values() if s.concurrency_limit}
+
+
 def resources_of(config: Config) -> Resources | None:
     """Declared capacity and needs, or None when the config declares no resources."""
     if not config.resources:

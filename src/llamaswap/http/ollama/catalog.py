@@ -20,6 +20,7 @@ from llamaswap.config import Config, ModelConfig
 from llamaswap.config.shell import split_command
 from llamaswap.fsm.names import PROCESS_LOADING, PROCESS_SERVING
 
+from ..naming import usable
 from ..service import Service
 from .expiry import expires_at
 from .from_openai import created_at
@@ -130,25 +131,31 @@ def _no_details() -> dict[str, Any]:
 
 def tags(service: Service) -> dict[str, Any]:
     """Every name a client may use, as `/v1/models` lists them: local models (and
-    their aliases with `includeAliasesInList`), selectors, and peer models."""
+    their aliases with `includeAliasesInList`), selectors, and peer models; with a
+    scoped API key, only those it may use."""
     config: Config = service.config
     modified = created_at(service.started_at)
-    entries = []
+    listed: list[tuple[str, ModelConfig | None]] = []
     aliases_of: dict[str, list[str]] = {}
     for alias, model_id in config.aliases().items():
         aliases_of.setdefault(model_id, []).append(alias)
     for model_id, model in config.models.items():
         if model.unlisted:
             continue
-        entries.append(_entry(model_id, model, modified))
+        listed.append((model_id, model))
         if config.include_aliases_in_list:
-            entries += [_entry(a, model, modified) for a in sorted(aliases_of.get(model_id, []))]
-    for selector in config.selectors.values():
-        if not selector.unlisted:
-            entries.append(_entry(selector.id, None, modified))
+            listed += [(a, model) for a in sorted(aliases_of.get(model_id, []))]
+    listed += [(s.id, None) for s in config.selectors.values() if not s.unlisted]
     for peer in config.peers.values():
-        entries += [_entry(name, None, modified) for name in peer.fqns()]
-    return {"models": entries}
+        listed += [(name, None) for name in peer.fqns()]
+    profile = service.active_profile
+    return {
+        "models": [
+            _entry(name, model, modified)
+            for name, model in listed
+            if usable(name, config, profile=profile)
+        ]
+    }
 
 
 def running(service: Service) -> dict[str, Any]:

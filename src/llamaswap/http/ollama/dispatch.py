@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from llamaswap.runtime.callers import admit
 from llamaswap.runtime.events import RequestFinished
 from llamaswap.runtime.leases import Lease
 
@@ -66,6 +67,7 @@ async def held(
     """The model leased from the router (RoutingError when it cannot be had), or the
     peer to ask."""
     if isinstance(target, PeerTarget):
+        admit(target_name(target), target.model)  # peers have no lease: checked here
         peer = service.config.peers[target.peer_id]
         headers = request_headers(request, peer_key=peer.api_key)
         yield Held(Destination(peer.proxy, headers, peer.timeouts), None)

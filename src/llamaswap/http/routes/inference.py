@@ -17,6 +17,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from llamaswap.config import ModelConfig
+from llamaswap.runtime.callers import admit
 from llamaswap.runtime.events import RequestFinished
 from llamaswap.scheduling import RoutingError
 
@@ -126,6 +127,11 @@ async def handle_model_request(request: web.Request) -> web.StreamResponse:
         return error_response(request, 404, str(exc), code="model_not_found")
     except NoSelectorTarget as exc:
         return error_response(request, 503, str(exc))
+    if isinstance(target, PeerTarget):  # peers have no lease: the key's scope is checked here
+        try:
+            admit(_target_name(target), target.model)
+        except RoutingError as error:
+            return routing_error_response(request, error)
     # an ignored websocket holds nothing: no selector reservation, not in flight
     ignored = (
         upgrade

@@ -18,6 +18,7 @@ from aiohttp import web
 from llamaswap.config import Capabilities, Config, ModelConfig
 from llamaswap.fsm.names import PROCESS_HOLDS_RESOURCES, PROCESS_LOADING, PROCESS_SERVING
 
+from ..naming import usable
 from ..router_mode import with_router_fields
 from ..service import Service, service_of
 
@@ -170,8 +171,11 @@ def _other_records(service: Service, created: int) -> list[dict[str, Any]]:
 
 
 def all_records(service: Service) -> list[dict[str, Any]]:
+    """Every name a client may ask for; with a scoped API key, only those it may use."""
     created = int(time.time())
     records = _local_records(service, created) + _other_records(service, created)
+    profile = service.active_profile
+    records = [r for r in records if usable(str(r["id"]), service.config, profile=profile)]
     records.sort(key=lambda record: str(record["id"]))
     return records
 
