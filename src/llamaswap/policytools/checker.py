@@ -138,9 +138,20 @@ def exploration_finding(run: Exploration, policy: Policy, resources: Resources |
 
 
 def _merge(findings: list[Finding], found: Finding) -> list[Finding]:
-    """Attach an exploration finding to the same problem found by reachability, if any."""
+    """Attach an exploration finding to the same problem found by reachability, if any.
+
+    An over-capacity set that contains a minimal one already found is that problem (the
+    minimal set is what must change), so it is attached there rather than reported again.
+    """
     for index, known in enumerate(findings):
-        if known.kind == found.kind and known.models == found.models:
-            findings[index] = replace(known, example=found.sequence)
+        same = known.kind == found.kind and known.models == found.models
+        contains = (
+            known.kind == found.kind == "capacity"
+            and known.models
+            and set(known.models) <= set(found.models)
+        )
+        if same or contains:
+            if same or not known.example:
+                findings[index] = replace(known, example=found.sequence)
             return findings
     return [*findings, found]
