@@ -73,7 +73,7 @@ def record_text_changes(page: Page) -> None:
             new MutationObserver(() => {
                 const answers = transcript.querySelectorAll('[data-testid="chat-assistant"]');
                 const last = answers[answers.length - 1];
-                if (last) window.__chatTexts.push(last.textContent);
+                if (last) window.__chatTexts.push(last.textContent.trim());
             }).observe(transcript, {childList: true, subtree: true, characterData: true});
         }"""
     )
@@ -117,7 +117,8 @@ def test_load_chat_unload_and_logs(
     expect(activity).to_have_attribute("data-model", "a")
     expect(activity).to_have_attribute("data-status", "200")
     expect(activity).to_contain_text("/v1/chat/completions")
-    expect(activity.locator("td").last).to_have_text(re.compile(r"^\d+\.\d$"))
+    expect(activity.get_by_test_id("activity-speed")).to_have_text(re.compile(r"^[\d,]+\.\d$"))
+    expect(activity.get_by_test_id("activity-output")).to_have_text(re.compile(r"^[1-9][\d,]*$"))
     page.screenshot(path=str(tmp_path_factory.getbasetemp() / "ui-after-chat.png"), full_page=True)
 
     # unload it and watch it stop
