@@ -88,10 +88,32 @@ class _Usage:
                 break
 
 
-def _documents_of_stream(body: bytes) -> list[dict[str, Any]]:
-    """The JSON objects of an event stream's `data:` lines (a cut first line is skipped)."""
+# A stream's figures are only in events with one of these keys; every other event (the
+# bulk: one per token) is skipped without parsing. A quote inside a JSON string is
+# escaped, so these bytes appear only as keys (or as whole string values).
+FIGURE_KEYS = (b'"usage"', b'"timings"', b'"metrics"', b'"error"')
+
+
+def _lines_with(body: bytes, keys: tuple[bytes, ...]) -> list[bytes]:
+    """The lines of `body` that contain one of `keys`, in order: found with `bytes.find`,
+    so a long stream of token events costs no Python work per line."""
+    spans: set[tuple[int, int]] = set()
+    for key in keys:
+        at = body.find(key)
+        while at >= 0:
+            start = body.rfind(b"\n", 0, at) + 1
+            end = body.find(b"\n", at)
+            end = len(body) if end < 0 else end
+            spans.add((start, end))
+            at = body.find(key, end)
+    return [body[start:end] for start, end in sorted(spans)]
+
+
+def _documents_of_stream(body: bytes, keys: tuple[bytes, ...] = ()) -> list[dict[str, Any]]:
+    """The JSON objects of an event stream's `data:` lines (a cut first line is skipped);
+    with `keys`, only the lines that contain one of them."""
     found = []
-    for raw in body.split(b"\n"):
+    for raw in _lines_with(body, keys) if keys else body.split(b"\n"):
         line = raw.strip()
         if not line.startswith(b"data:"):
             continue
@@ -127,7 +149,7 @@ def _from_stream(body: bytes) -> TokenFigures:
     usage = _Usage()
     timings: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
-    for document in _documents_of_stream(body):
+    for document in _documents_of_stream(body, FIGURE_KEYS):
         for path in USAGE_PATHS:
             usage.read(_get(document, *path), overwrite_zero=False)
         if isinstance(document.get("timings"), dict):
