@@ -161,14 +161,19 @@ def test_api_key_reads_events_with_fetch(new_page: Page) -> None:
         page = new_page
         page.context.set_extra_http_headers({"Authorization": f"Bearer {API_KEY}"})
         page.goto(server.url + "/ui")  # the page itself needs the key too
-        page.context.set_extra_http_headers({})
+        # The page's own requests carry that header until the key is stored: without
+        # it they would be 401s with a Basic-auth challenge, whose prompt blocks input.
         page.get_by_test_id("api-key").fill(API_KEY)
         page.get_by_test_id("api-key-form").get_by_role("button", name="Save").click()
+        expect(page.get_by_test_id("notice")).to_have_text("API key saved in this browser")
+        page.context.set_extra_http_headers({})
+        # saved again without the header: the event stream reconnects with the stored key
+        page.get_by_test_id("api-key").press("Enter")
         expect(page.get_by_test_id("connection")).to_have_text("connected")
         row = model_row(page, "k")
         expect(row.get_by_test_id("model-state")).to_have_text("stopped")
         row.get_by_test_id("load").click()
-        expect(row.get_by_test_id("model-state")).to_have_text("ready")
+        expect(row.get_by_test_id("model-state")).to_have_text("ready")  # over that stream
         stored = page.evaluate("localStorage.getItem('llamaswap.apiKey')")
         assert stored == API_KEY
 

@@ -11,7 +11,7 @@ import { setupHardware } from "./hardware.js";
 import { applyInflight } from "./inflight.js";
 import { currentLogSource, followLog, setupLogs, showLogs, updateLogChoices } from "./logs.js";
 import { setupPlayground, updateChoices } from "./playground.js";
-import { $, apiKey, element, errorText, modelPath, notify, readText, sleep, sseParser, storeApiKey, withAuth } from "./util.js";
+import { $, apiKey, element, errorText, modelPath, notify, readText, sleep, sseParser, storeApiKey, credentials, withAuth } from "./util.js";
 
 // The lifecycle specs (/api/specs): every state's colour, description and the commands
 // (load, unload) that apply in it. Nothing here lists states.
@@ -40,7 +40,7 @@ function allows(state, command) {
 }
 
 async function loadSpecs() {
-  const response = await fetch("/api/specs", { headers: withAuth() });
+  const response = await fetch("/api/specs", { credentials: credentials(), headers: withAuth() });
   if (!response.ok) throw new Error(`/api/specs: ${response.status}`);
   const specs = await response.json();
   for (const kind of Object.keys(lifecycle)) {
@@ -92,7 +92,7 @@ async function followEvents(url, signal) {
   let delay = 1000;
   while (!signal.aborted) {
     try {
-      const response = await fetch(url, { headers: withAuth({ Accept: "text/event-stream" }), cache: "no-store", signal });
+      const response = await fetch(url, { credentials: credentials(), headers: withAuth({ Accept: "text/event-stream" }), cache: "no-store", signal });
       if (!response.ok) throw new Error(await errorText(response));
       setBadge($("connection"), "connected");
       refreshActivity();
@@ -218,7 +218,7 @@ async function modelAction(action, id) {
   view.busy.add(id);
   renderModels();
   try {
-    const response = await fetch(`/api/models/${action}/${modelPath(id)}`, { method: "POST", headers: withAuth() });
+    const response = await fetch(`/api/models/${action}/${modelPath(id)}`, { method: "POST", credentials: credentials(), headers: withAuth() });
     if (!response.ok) notify(`${action} ${id} failed: ${await errorText(response)}`);
   } catch (error) {
     notify(`${action} ${id} failed: ${error.message}`);
@@ -230,7 +230,7 @@ async function modelAction(action, id) {
 
 async function unloadAll() {
   try {
-    const response = await fetch("/api/models/unload", { method: "POST", headers: withAuth() });
+    const response = await fetch("/api/models/unload", { method: "POST", credentials: credentials(), headers: withAuth() });
     if (!response.ok) notify(`unload all failed: ${await errorText(response)}`);
   } catch (error) {
     notify(`unload all failed: ${error.message}`);

@@ -1,7 +1,7 @@
 // The hardware panel: what the machine is (/api/hardware, once) and how busy it is
 // (/api/performance, polled with ?after= while the page is visible).
 
-import { $, element, formatBytes, getJSON, withAuth } from "./util.js";
+import { $, element, formatBytes, getJSON, credentials, withAuth } from "./util.js";
 
 const POLL_MS = 5000;
 let latest = null; // the newest sample's timestamp
@@ -52,7 +52,7 @@ function show(sys, gpus) {
 async function poll() {
   if (document.hidden) return;
   const query = latest ? `?${new URLSearchParams({ after: latest })}` : "";
-  const response = await fetch(`/api/performance${query}`, { headers: withAuth(), cache: "no-store" });
+  const response = await fetch(`/api/performance${query}`, { credentials: credentials(), headers: withAuth(), cache: "no-store" });
   if (response.status === 503) {
     $("hardware-gauges").textContent = "Performance monitoring is disabled (performance.disabled).";
     return;

@@ -1,7 +1,7 @@
 // The requests in flight, from llama-swap's `inflight` frames, each with a Cancel button
 // (POST /api/inflight/<id>/cancel: the client gets a clean end, the row goes away).
 
-import { $, element, errorText, formatBytes, notify, withAuth } from "./util.js";
+import { $, element, errorText, formatBytes, notify, credentials, withAuth } from "./util.js";
 
 const requests = new Map(); // id -> llama-swap's in-flight entry
 let ticker = 0;
@@ -27,7 +27,7 @@ export function applyInflight(update) {
 async function cancel(id, button) {
   button.disabled = true;
   try {
-    const response = await fetch(`/api/inflight/${encodeURIComponent(id)}/cancel`, { method: "POST", headers: withAuth() });
+    const response = await fetch(`/api/inflight/${encodeURIComponent(id)}/cancel`, { method: "POST", credentials: credentials(), headers: withAuth() });
     if (!response.ok) throw new Error(await errorText(response));
   } catch (error) {
     button.disabled = false;

@@ -1,7 +1,7 @@
 // The log viewer: /logs/stream/<source> (history, then live), kept as lines so it can be
 // filtered by text and by level without asking the server again.
 
-import { $, errorText, modelPath, readText, withAuth } from "./util.js";
+import { $, errorText, modelPath, readText, credentials, withAuth } from "./util.js";
 
 const MAX_LINES = 5000;
 const LEVELS = { DEBUG: 10, INFO: 20, WARN: 30, WARNING: 30, ERROR: 40 };
@@ -64,7 +64,7 @@ export async function followLog(id) {
   if (!id) return;
   const mine = (controller = new AbortController());
   try {
-    const response = await fetch(`/logs/stream/${modelPath(id)}`, { headers: withAuth(), cache: "no-store", signal: mine.signal });
+    const response = await fetch(`/logs/stream/${modelPath(id)}`, { credentials: credentials(), headers: withAuth(), cache: "no-store", signal: mine.signal });
     if (!response.ok) throw new Error(await errorText(response));
     await readText(response, append);
     note("[log stream ended]");

@@ -4,7 +4,7 @@
 
 import { marked } from "./vendor/marked/marked.esm.js";
 import DOMPurify from "./vendor/dompurify/purify.es.js";
-import { $, element, errorText, readText, sseParser, withAuth } from "./util.js";
+import { $, credentials, element, errorText, readText, sseParser, withAuth } from "./util.js";
 
 const NOT_CHAT = /embed|rerank|whisper|tts|speech|transcri|diffusion|flux|\bsd\b|image/i;
 
@@ -140,6 +140,7 @@ async function send(event) {
   try {
     const response = await fetch("/v1/chat/completions", {
       method: "POST",
+      credentials: credentials(),
       headers: withAuth({ "Content-Type": "application/json", Accept: "text/event-stream" }),
       body: JSON.stringify(requestBody(model)),
       signal: mine.signal,

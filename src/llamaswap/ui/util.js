@@ -13,6 +13,13 @@ export function storeApiKey(key) {
   else localStorage.removeItem(KEY_STORAGE);
 }
 
+/** With a stored key the page authenticates with it alone ("omit": a wrong key is an
+ *  error to show, never the browser's Basic-auth prompt); without one, the browser's
+ *  own Basic-auth credentials for this origin go along. */
+export function credentials() {
+  return apiKey() ? "omit" : "same-origin";
+}
+
 export function withAuth(headers = {}) {
   const key = apiKey();
   return key ? { ...headers, Authorization: `Bearer ${key}` } : headers;
@@ -62,7 +69,7 @@ export async function errorText(response) {
 
 /** GET a JSON document with the stored key; throws with the server's message. */
 export async function getJSON(url) {
-  const response = await fetch(url, { headers: withAuth(), cache: "no-store" });
+  const response = await fetch(url, { credentials: credentials(), headers: withAuth(), cache: "no-store" });
   if (!response.ok) throw new Error(await errorText(response));
   return response.json();
 }
