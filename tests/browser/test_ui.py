@@ -73,7 +73,7 @@ def record_text_changes(page: Page) -> None:
             new MutationObserver(() => {
                 const answers = transcript.querySelectorAll('[data-testid="chat-assistant"]');
                 const last = answers[answers.length - 1];
-                if (last) window.__chatTexts.push(last.textContent);
+                if (last) window.__chatTexts.push(last.textContent.trim());
             }).observe(transcript, {childList: true, subtree: true, characterData: true});
         }"""
     )
@@ -117,7 +117,8 @@ def test_load_chat_unload_and_logs(
     expect(activity).to_have_attribute("data-model", "a")
     expect(activity).to_have_attribute("data-status", "200")
     expect(activity).to_contain_text("/v1/chat/completions")
-    expect(activity.locator("td").last).to_have_text(re.compile(r"^\d+\.\d$"))
+    expect(activity.get_by_test_id("activity-speed")).to_have_text(re.compile(r"^[\d,]+\.\d$"))
+    expect(activity.get_by_test_id("activity-output")).to_have_text(re.compile(r"^[1-9][\d,]*$"))
     page.screenshot(path=str(tmp_path_factory.getbasetemp() / "ui-after-chat.png"), full_page=True)
 
     # unload it and watch it stop
@@ -160,14 +161,19 @@ def test_api_key_reads_events_with_fetch(new_page: Page) -> None:
         page = new_page
         page.context.set_extra_http_headers({"Authorization": f"Bearer {API_KEY}"})
         page.goto(server.url + "/ui")  # the page itself needs the key too
-        page.context.set_extra_http_headers({})
+        # The page's own requests carry that header until the key is stored: without
+        # it they would be 401s with a Basic-auth challenge, whose prompt blocks input.
         page.get_by_test_id("api-key").fill(API_KEY)
         page.get_by_test_id("api-key-form").get_by_role("button", name="Save").click()
+        expect(page.get_by_test_id("notice")).to_have_text("API key saved in this browser")
+        page.context.set_extra_http_headers({})
+        # saved again without the header: the event stream reconnects with the stored key
+        page.get_by_test_id("api-key").press("Enter")
         expect(page.get_by_test_id("connection")).to_have_text("connected")
         row = model_row(page, "k")
         expect(row.get_by_test_id("model-state")).to_have_text("stopped")
         row.get_by_test_id("load").click()
-        expect(row.get_by_test_id("model-state")).to_have_text("ready")
+        expect(row.get_by_test_id("model-state")).to_have_text("ready")  # over that stream
         stored = page.evaluate("localStorage.getItem('llamaswap.apiKey')")
         assert stored == API_KEY
 

@@ -100,10 +100,11 @@ def state_of(event: Event, model: str) -> str | None:
     return next((m["state"] for m in event["data"]["models"] if m["id"] == model), None)
 
 
-def two_models() -> str:
+def two_models(top: str = "") -> str:
     return config_yaml(
         fake_model("b", "--respond", "from-b"),
         fake_model("a", "--respond", "from-a", extra="aliases: [alpha]\nname: Model A"),
+        top=top,
     )
 
 
@@ -206,7 +207,8 @@ async def test_chat_request_shows_in_flight_then_activity() -> None:
 
 
 async def test_client_leaving_ends_the_stream_and_frees_its_subscriptions() -> None:
-    async with running_server(two_models()) as server, server.client() as http:
+    # the UI's own /api/events is logged at DEBUG
+    async with running_server(two_models("logLevel: debug")) as server, server.client() as http:
         service = server.service
         before = len(service.bus._subscriptions)
         with service.proxy_log.follow() as access:

@@ -179,6 +179,7 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
     ignore_paths = _ignore_paths(raw.upstream.ignore_paths, problems)
     every = _performance_every(raw.performance.every, problems)
     store_path = _store_path(raw, problems)
+    store_max_rows, store_max_age = _store_retention(raw, problems)
     session_headers = _session_headers(raw.ui.activity.session_id)
     serving = build_serving(raw, problems)
 
@@ -212,6 +213,8 @@ def build_config(expanded: Expanded, problems: Problems, sources: list[str]) -> 
         performance_disabled=raw.performance.disabled,
         performance_every=every,
         store_path=store_path,
+        store_max_rows=store_max_rows,
+        store_max_age=store_max_age,
         ui_session_headers=session_headers,
         resources=capacity,
         probes=probes,
@@ -275,6 +278,25 @@ def _store_path(raw: RawTop, problems: Problems) -> str | None:
         elif not os.access(parent, os.W_OK | os.X_OK):
             problems.add(where, f"directory {parent} is not writable")
     return path
+
+
+def _store_retention(raw: RawTop, problems: Problems) -> tuple[int, float]:
+    """Ours: `store.maxRows` (rows kept, 0 = no limit) and `store.maxAge` (a Go duration,
+    0 or absent = no limit); both are enforced by the activity store's writer."""
+    if raw.store is None:
+        return 100_000, 0.0
+    rows = raw.store.max_rows
+    if rows < 0:
+        problems.add(("store", "maxRows"), f"must be >= 0 (0 keeps every row), got {rows}")
+    age = 0.0
+    if raw.store.max_age is not None:
+        try:
+            age = parse_duration(raw.store.max_age)
+        except ValueError as exc:
+            problems.add(("store", "maxAge"), str(exc))
+        if age < 0:
+            problems.add(("store", "maxAge"), f"must not be negative, got {raw.store.max_age}")
+    return max(rows, 0), max(age, 0.0)
 
 
 def _session_headers(names: list[str] | None) -> list[str]:

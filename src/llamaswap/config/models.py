@@ -236,6 +236,9 @@ class Config(_Frozen):
     performance_disabled: bool = Field(False, alias="performanceDisabled")
     performance_every: float = Field(5.0, alias="performanceEvery")
     store_path: str | None = Field(None, alias="storePath")
+    # ours: activity store retention (rows kept, seconds kept; 0 = no limit)
+    store_max_rows: int = Field(100_000, alias="storeMaxRows")
+    store_max_age: float = Field(0.0, alias="storeMaxAge")
     ui_session_headers: list[str] = Field(default_factory=list, alias="uiSessionHeaders")
     resources: dict[str, float] = Field(default_factory=dict)
     probes: dict[str, ResourceProbe] = Field(default_factory=dict)  # resource -> its probe

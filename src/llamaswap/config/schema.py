@@ -195,6 +195,9 @@ class RawPerformance(Section):
 
 class RawStore(Section):
     path: YStr = ""
+    # ours: retention of the activity store (store/); 0 / absent = no limit of that kind
+    max_rows: YInt = Field(100_000, alias="maxRows")
+    max_age: YStr | None = Field(None, alias="maxAge")
 
 
 class RawUIActivity(Section):

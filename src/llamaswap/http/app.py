@@ -12,10 +12,35 @@ from . import ollama
 from .connections import ConnectionGuard, GuardedSite
 from .middleware import MIDDLEWARES, cors_headers
 from .policy import policy_of
-from .routes import admin, events, inference, logs, metrics, models, profiles, specs, ui
+from .routes import (
+    activity,
+    admin,
+    events,
+    hardware,
+    inference,
+    logs,
+    metrics,
+    models,
+    profiles,
+    specs,
+    ui,
+)
 from .service import SERVICE, Service, new_client_session
 
-ROUTE_FAMILIES = (inference, models, ollama, admin, events, ui, logs, metrics, profiles, specs)
+ROUTE_FAMILIES = (
+    inference,
+    models,
+    ollama,
+    admin,
+    events,
+    ui,
+    logs,
+    metrics,
+    profiles,
+    specs,
+    activity,
+    hardware,
+)
 
 
 def build_app(service: Service) -> web.Application:

@@ -16,6 +16,10 @@ Rules (llama-swap's `internal/server/inflight.go`):
    headers read `[REDACTED]`.
 4. Publishing never blocks: the bus is lossy per subscriber, and /api/events sends a
    fresh snapshot to a subscriber that lost events.
+5. `POST /api/inflight/<id>/cancel` (llama-swap's) cancels the scope the handler runs its
+   exchange in (`cancellable`); the handler then ends the response itself, cleanly
+   (`CANCELLED`), and the entry goes away as for any finished request. A cancel that
+   arrives before the handler entered its scope takes effect when it does.
 """
 
 from __future__ import annotations
@@ -28,15 +32,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 from aiohttp import web
 
 from llamaswap.runtime.events import EventBus
 
 from .middleware import client_ip
-from .proxy import Exchange
+from .proxy import CLIENT_CLOSED, Exchange, end_broken
 from .service import SERVICE
 
 UPDATE_SECONDS = 0.25
+CANCELLED = "the request was cancelled by an operator"
 SENSITIVE = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})
 REDACTED = "[REDACTED]"
 
@@ -84,6 +90,8 @@ class Entry:
     resp_headers: dict[str, str] = field(default_factory=dict)
     resp_bytes: int = 0
     last_emitted: float = field(default_factory=time.monotonic)
+    cancel_requested: bool = False
+    scope: anyio.CancelScope | None = None
 
     def as_json(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -145,6 +153,19 @@ class InflightTracker:
         if self._entries.pop(entry.id, None) is not None:
             self._bus.publish(InflightChanged({"operation": "remove", "id": entry.id}))
 
+    def entry(self, entry_id: str) -> Entry | None:
+        return self._entries.get(entry_id)
+
+    def cancel(self, entry_id: str) -> bool:
+        """Cancel a tracked request (rule 5); False when there is none with that id."""
+        entry = self._entries.get(entry_id)
+        if entry is None:
+            return False
+        entry.cancel_requested = True
+        if entry.scope is not None:
+            entry.scope.cancel()
+        return True
+
     def snapshot(self) -> dict[str, Any]:
         entries = sorted(self._entries.values(), key=lambda e: (e.started_at, int(e.id)))
         snapshot: dict[str, Any] = {"operation": "snapshot"}
@@ -183,3 +204,23 @@ def tracked(
         yield entry
     finally:
         tracker.remove(entry)
+
+
+@contextlib.contextmanager
+def cancellable(watcher: object) -> Iterator[anyio.CancelScope]:
+    """The scope an operator's cancel ends (rule 5), for a tracked entry; any other
+    watcher (or none) gets a scope nobody cancels. After the block, `cancelled_caught`
+    says whether the handler must end the response as cancelled."""
+    scope = anyio.CancelScope()
+    if isinstance(watcher, Entry):
+        watcher.scope = scope
+        if watcher.cancel_requested:
+            scope.cancel()
+    with scope:
+        yield scope
+
+
+async def end_cancelled(request: web.Request, exchange: Exchange) -> web.StreamResponse:
+    """End a cancelled request cleanly: an error body (499) when nothing was sent yet, an
+    error event and `[DONE]` on an event stream; a plain body already started is cut."""
+    return await end_broken(request, exchange, CANCELLED, CLIENT_CLOSED, "request_cancelled")

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 from llamaswap.fsm import Spec, shipped_spec
@@ -245,3 +246,82 @@ class _RequestSeries:
         self.count.inc()
         if self.errors is not None:
             self.errors.inc()
+
+
+MIB = 1024 * 1024
+GPU_GAUGES = (
+    ("llamaswap_gpu_temperature_celsius", "GPU temperature in Celsius", "temp_c", 1),
+    ("llamaswap_gpu_vram_temperature_celsius", "GPU VRAM temperature in Celsius", "vram_temp_c", 1),
+    ("llamaswap_gpu_util_percent", "GPU utilization percent (0-100)", "gpu_util_pct", 1),
+    (
+        "llamaswap_gpu_memory_util_percent",
+        "GPU memory utilization percent (0-100)",
+        "mem_util_pct",
+        1,
+    ),
+    ("llamaswap_gpu_memory_used_bytes", "GPU memory used in bytes", "mem_used_mb", MIB),
+    ("llamaswap_gpu_memory_total_bytes", "GPU memory total in bytes", "mem_total_mb", MIB),
+    ("llamaswap_gpu_fan_speed_percent", "GPU fan speed percent (0-100)", "fan_speed_pct", 1),
+    ("llamaswap_gpu_power_draw_watts", "GPU power draw in watts", "power_draw_w", 1),
+)
+MEMORY_GAUGES = (
+    ("llamaswap_memory_total_bytes", "Total memory in bytes", "mem_total_mb"),
+    ("llamaswap_memory_used_bytes", "Used memory in bytes", "mem_used_mb"),
+    ("llamaswap_memory_free_bytes", "Free memory in bytes", "mem_free_mb"),
+    ("llamaswap_swap_total_bytes", "Total swap in bytes", "swap_total_mb"),
+    ("llamaswap_swap_used_bytes", "Used swap in bytes", "swap_used_mb"),
+)
+Latest = Callable[[], tuple[dict[str, Any] | None, list[dict[str, Any]]]]
+
+
+class HardwareCollector:
+    """CPU, memory, load, network and GPU gauges from the performance monitor's newest
+    sample, under llama-swap's metric names (`internal/perf/prometheus.go`); nothing
+    before the first sample, no GPU series without GPUs. Read at scrape time only."""
+
+    def __init__(self, latest: Latest) -> None:
+        self._latest = latest
+
+    def describe(self) -> list[Any]:
+        return []  # series come and go with the hardware: never pre-declared
+
+    def collect(self) -> Iterator[Any]:
+        system, gpus = self._latest()
+        if system is not None:
+            yield from _system_families(system)
+        if gpus:
+            yield from _gpu_families(gpus)
+
+
+def _system_families(stat: dict[str, Any]) -> Iterator[Any]:
+    cpu = GaugeMetricFamily(
+        "llamaswap_cpu_util_percent", "CPU utilization per core (0-100)", labels=["core"]
+    )
+    for core, percent in enumerate(stat.get("cpu_util_per_core", [])):
+        cpu.add_metric([str(core)], percent)
+    yield cpu
+    for name, text, key in MEMORY_GAUGES:
+        if key in stat:
+            yield GaugeMetricFamily(name, text, value=stat[key] * MIB)
+    load = GaugeMetricFamily("llamaswap_load_average", "Load average", labels=["interval"])
+    for interval in ("1", "5", "15"):
+        load.add_metric([f"{interval}m"], stat.get(f"load_avg_{interval}", 0.0))
+    yield load
+    if stat.get("net_io"):
+        network = CounterMetricFamily(
+            "llamaswap_network_bytes",
+            "Total network bytes transferred",
+            labels=["interface", "direction"],
+        )
+        for io in stat["net_io"]:
+            network.add_metric([io["name"], "recv"], io["bytes_recv"])
+            network.add_metric([io["name"], "sent"], io["bytes_sent"])
+        yield network
+
+
+def _gpu_families(gpus: list[dict[str, Any]]) -> Iterator[Any]:
+    for name, text, key, scale in GPU_GAUGES:
+        family = GaugeMetricFamily(name, text, labels=["id", "name", "uuid"])
+        for gpu in sorted(gpus, key=lambda g: g["id"]):
+            family.add_metric([str(gpu["id"]), gpu["name"], gpu["uuid"]], gpu[key] * scale)
+        yield family

@@ -27,7 +27,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 access_log = logging.getLogger("llamaswap.access")
 
-QUIET_PATHS = ("/wol-health", "/api/performance", "/metrics")
+QUIET_PATHS = ("/wol-health", "/metrics")
+# The web UI's own traffic (its event stream, log viewer, polling and files) is logged
+# at DEBUG, so the terminal shows what clients and operators did, not the page's upkeep.
+UI_PATHS = (
+    *("/api/events", "/logs/stream", "/api/specs", "/api/metrics/", "/api/performance"),
+    *("/api/hardware", "/api/captures/", "/ui/", "/favicon.ico"),
+)
 OPEN_PATHS = {("GET", "/health"), ("GET", "/wol-health"), ("GET", "/"), ("GET", "/favicon.ico")}
 OPEN_PATHS |= {("HEAD", path) for _, path in OPEN_PATHS} | {("GET", "/upstream")}
 OPEN_PATHS |= {("GET", "/api/specs")}  # the lifecycle specs are no secret (the UI's legend)
@@ -54,8 +60,10 @@ async def front_door(request: web.Request, handler: Handler) -> web.StreamRespon
         status = exc.status
         raise
     finally:
-        if not request.path.startswith(QUIET_PATHS):
-            access_log.info(
+        path = request.path
+        if not path.startswith(QUIET_PATHS):
+            access_log.log(
+                logging.DEBUG if path.startswith(UI_PATHS) or path == "/ui" else logging.INFO,
                 'Request %s "%s %s HTTP/%d.%d" %d %d "%s" %.3fs',
                 client_ip(request),
                 request.method,

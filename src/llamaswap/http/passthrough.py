@@ -19,10 +19,10 @@ from multidict import CIMultiDict
 from llamaswap.runtime.events import RequestFinished
 from llamaswap.scheduling import ModelNotLoaded, RoutingError
 
-from . import sockets
+from . import activity, sockets
 from .errors import error_response, routing_error_response
-from .inflight import tracked
-from .proxy import Exchange, forward_leased, raised_status, upstream_request_headers
+from .inflight import cancellable, end_cancelled, tracked
+from .proxy import TAIL_BYTES, Exchange, forward_leased, raised_status, upstream_request_headers
 from .service import service_of
 from .websocket import is_upgrade
 
@@ -57,22 +57,25 @@ async def forward_untouched(
         return await sockets.serve_local(request, model_id, tail, headers=headers, refusal=refusal)
     service = service_of(request)
     body = await request.read()
-    exchange = Exchange()
+    metered = track_as is not None and request.method == "POST"  # as llama-swap meters
+    exchange = Exchange(tail=activity.new_tail(request) if metered else bytearray())
     started = time.monotonic()
     try:
-        with tracked(request, model_id, track_as, exchange):
-            async with service.router.lease(model_id, may_load=refusal is None) as lease:
-                timeouts = service.config.models[model_id].timeouts
-                return await forward_leased(
-                    request,
-                    service.client,
-                    lease,
-                    tail,
-                    body,
-                    exchange,
-                    headers=headers,
-                    timeouts=timeouts,
-                )
+        with tracked(request, model_id, track_as, exchange) as entry:
+            with cancellable(entry):
+                async with service.router.lease(model_id, may_load=refusal is None) as lease:
+                    timeouts = service.config.models[model_id].timeouts
+                    return await forward_leased(
+                        request,
+                        service.client,
+                        lease,
+                        tail,
+                        body,
+                        exchange,
+                        headers=headers,
+                        timeouts=timeouts,
+                    )
+            return await end_cancelled(request, exchange)
     except ModelNotLoaded:
         exchange.status = 409
         return error_response(request, 409, refusal or f"model {model_id} is not loaded")
@@ -85,6 +88,12 @@ async def forward_untouched(
     finally:
         service.bus.publish(
             RequestFinished(
-                request.method, request.path, model_id, exchange.status, time.monotonic() - started
+                request.method,
+                request.path,
+                model_id,
+                exchange.status,
+                time.monotonic() - started,
+                tail=bytes(exchange.tail[-TAIL_BYTES:]) if metered else b"",
+                **activity.recording(request, exchange, body, recorded=metered),
             )
         )

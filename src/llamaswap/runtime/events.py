@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,11 +117,29 @@ class ProfileChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestCapture:
+    """What a request sent and got back, for `/api/captures/<id>` (only with captureBuffer).
+
+    Headers are already redacted; `response_bytes` is how many bytes the client got, so a
+    body cut to the capture limit can be told from a whole one."""
+
+    request_headers: Mapping[str, str]
+    request_body: bytes
+    response_headers: Mapping[str, str]
+    response_body: bytes
+    response_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class RequestFinished:
     """An access-log record of one proxied request (the UI's recent activity).
 
     `tail` is the end of the response body, kept raw: whoever wants token usage parses
-    it (`llamaswap.http.usage`), so requests nobody watches cost no JSON parsing.
+    it (`llamaswap.http.usage`, `llamaswap.store.tokens`), so nothing is parsed on the
+    request path. The activity store keeps the requests with `recorded` set (llama-swap's
+    metered ones: model-routed POSTs, `/upstream` POSTs to a model route); `key_id` is a
+    short fingerprint of the API key used (never the key), `capture` is set only when
+    captures are on.
     """
 
     method: str
@@ -131,6 +149,11 @@ class RequestFinished:
     duration: float
     tail: bytes = b""
     at: float = field(default_factory=time.time)
+    content_type: str = ""
+    key_id: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    capture: RequestCapture | None = None
+    recorded: bool = False
 
 
 Listener = Callable[[Any], None]

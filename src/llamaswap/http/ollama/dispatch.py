@@ -21,6 +21,7 @@ from llamaswap.runtime.callers import admit
 from llamaswap.runtime.events import RequestFinished
 from llamaswap.runtime.leases import Lease
 
+from ..activity import request_key_id
 from ..extract import Inbound
 from ..filters import encode_json, rewritten_body
 from ..naming import LocalTarget, PeerTarget, Target
@@ -112,5 +113,7 @@ def recorded(
                 status=exchange.status,
                 duration=time.monotonic() - started,
                 tail=bytes(exchange.tail[-TAIL_BYTES:]),
+                key_id=request_key_id(request),
+                recorded=True,
             )
         )

@@ -29,6 +29,7 @@ from typing import Any
 import anyio
 from aiohttp import web
 
+from llamaswap.config import ModelConfig
 from llamaswap.fsm.names import PROCESS_ERROR, ROUTER_CLOSED, RouterEvent
 from llamaswap.runtime.events import (
     LogLine,
@@ -46,6 +47,7 @@ from .. import inflight
 from ..inflight import INFLIGHT, InflightChanged
 from ..service import Service, service_of
 from ..usage import tokens_per_second
+from .models import _capability_fields as capability_fields
 from .profiles import active_profile
 
 BUFFER = 1024
@@ -118,18 +120,34 @@ def model_status(service: Service, changed: ProcessStateChanged | None = None) -
         if changed is not None and changed.model == model_id:
             state = changed.new
             reason = changed.reason if changed.new in PROCESS_ERROR else ""
-        models.append(
-            {
-                "id": model_id,
-                "name": model.name,
-                "description": model.description,
-                "state": state,
-                "reason": reason,
-                "unlisted": model.unlisted,
-                "aliases": list(model.all_aliases),
-            }
-        )
+        entry = {
+            "id": model_id,
+            "name": model.name,
+            "description": model.description,
+            "state": state,
+            "reason": reason,
+            "unlisted": model.unlisted,
+            "aliases": list(model.all_aliases),
+        }
+        entry.update(capabilities_of(model))
+        models.append(entry)
     return frame("modelStatus", {"models": models})
+
+
+def capabilities_of(model: ModelConfig) -> dict[str, Any]:
+    """llama-swap's `capabilities` and `context_length` of a model (none when it declares
+    no capabilities), and ours: `modalities` `{in, out}` as configured, so the UI can tell
+    a chat model from an embedding or speech one."""
+    caps = model.capabilities
+    if caps is None:
+        return {}
+    fields = capability_fields(caps, {})
+    out: dict[str, Any] = {"modalities": {"in": list(caps.input), "out": list(caps.output)}}
+    if "capabilities" in fields:
+        out["capabilities"] = fields["capabilities"]
+    if "context_length" in fields:
+        out["context_length"] = fields["context_length"]
+    return out
 
 
 def state_change(event: ProcessStateChanged) -> dict[str, Any]:

@@ -21,11 +21,11 @@ from llamaswap.runtime.callers import admit
 from llamaswap.runtime.events import RequestFinished
 from llamaswap.scheduling import RoutingError
 
-from .. import inflight, sockets, stalls
+from .. import activity, inflight, sockets, stalls
 from ..errors import error_response, routing_error_response
 from ..extract import NO_MODEL, BadRequest, Inbound, NoModel, read_inbound
 from ..filters import rewrite_query, rewritten_body
-from ..inflight import tracked
+from ..inflight import cancellable, end_cancelled, tracked
 from ..keepalive import requested_keep_alive
 from ..loading import LoadingStream, wants_loading_stream
 from ..naming import LocalTarget, NoSelectorTarget, PeerTarget, UnknownModel, resolve
@@ -195,41 +195,45 @@ async def serve_local(
     if wants_loading_stream(path, inbound.streaming, model.send_loading_state):
         loading = LoadingStream(request, target.model_id)
     started = time.monotonic()
-    exchange = Exchange(watcher=watcher)
+    exchange = Exchange(watcher=watcher, tail=activity.new_tail(request))
     try:
-        if loading is None:
-            return await _lease_and_forward(
-                request,
-                service,
-                target.model_id,
-                model,
-                path,
-                body,
-                headers,
-                exchange,
-                None,
-                keep_alive,
-            )
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(loading.run)
-            response = await _lease_and_forward(
-                request,
-                service,
-                target.model_id,
-                model,
-                path,
-                body,
-                headers,
-                exchange,
-                loading,
-                keep_alive,
-            )
-        return response
+        with cancellable(watcher):  # an operator's cancel ends the block early
+            if loading is None:
+                return await _lease_and_forward(
+                    request,
+                    service,
+                    target.model_id,
+                    model,
+                    path,
+                    body,
+                    headers,
+                    exchange,
+                    None,
+                    keep_alive,
+                )
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(loading.run)
+                response = await _lease_and_forward(
+                    request,
+                    service,
+                    target.model_id,
+                    model,
+                    path,
+                    body,
+                    headers,
+                    exchange,
+                    loading,
+                    keep_alive,
+                )
+            return response
+        if exchange.response is None and loading is not None:
+            exchange.response, exchange.is_sse = loading.response, True
+        return await end_cancelled(request, exchange)
     except BaseException as error:  # recorded as the access log has it, then re-raised
         exchange.status = raised_status(error)
         raise
     finally:
-        _record(service, request, target.model_id, exchange, started)
+        _record(service, request, target.model_id, exchange, started, inbound.body, watcher)
 
 
 async def _lease_and_forward(
@@ -281,7 +285,13 @@ async def _lease_and_forward(
 
 
 def _record(
-    service: Service, request: web.Request, model_id: str, exchange: Exchange, started: float
+    service: Service,
+    request: web.Request,
+    model_id: str,
+    exchange: Exchange,
+    started: float,
+    body: bytes,
+    watcher: Watcher | None,
 ) -> None:
     elapsed = time.monotonic() - started
     service.bus.publish(
@@ -292,5 +302,7 @@ def _record(
             status=exchange.status,
             duration=elapsed,
             tail=bytes(exchange.tail[-TAIL_BYTES:]),
+            metadata=getattr(watcher, "metadata", {}),
+            **activity.recording(request, exchange, body, recorded=request.method == "POST"),
         )
     )

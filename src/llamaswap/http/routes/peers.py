@@ -17,12 +17,14 @@ from multidict import CIMultiDict
 from llamaswap.config import PeerConfig
 from llamaswap.runtime.events import RequestFinished
 
-from .. import sockets
+from .. import activity, sockets
 from ..extract import Inbound
 from ..filters import rewritten_body
+from ..inflight import cancellable, end_cancelled
 from ..naming import PeerTarget
 from ..proxy import (
     CREDENTIALS,
+    TAIL_BYTES,
     Exchange,
     Watcher,
     forward,
@@ -61,18 +63,20 @@ async def forward_to_peer(
         inbound, renamed, peer.filters, target.requested, pinned=renamed
     )
     headers.update(extra_headers)
-    exchange = Exchange(watcher=watcher)
+    exchange = Exchange(watcher=watcher, tail=activity.new_tail(request))
     started = time.monotonic()
     try:
-        response = await forward(
-            request,
-            service.client,
-            url,
-            body,
-            exchange,
-            headers=headers,
-            timeouts=peer.timeouts,
-        )
+        with cancellable(watcher):
+            return await forward(
+                request,
+                service.client,
+                url,
+                body,
+                exchange,
+                headers=headers,
+                timeouts=peer.timeouts,
+            )
+        return await end_cancelled(request, exchange)
     except BaseException as error:  # recorded as the access log has it, then re-raised
         exchange.status = raised_status(error)
         raise
@@ -84,6 +88,9 @@ async def forward_to_peer(
                 f"{target.peer_id}/{target.model}",
                 exchange.status,
                 time.monotonic() - started,
+                tail=bytes(exchange.tail[-TAIL_BYTES:]),
+                **activity.recording(
+                    request, exchange, inbound.body, recorded=request.method == "POST"
+                ),
             )
         )
-    return response

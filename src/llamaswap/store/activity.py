@@ -1,0 +1,186 @@
+"""The activity store: every metered request, kept in SQLite, written off the request path.
+
+On the request path (the bus listener, synchronous inside the handler that published
+`RequestFinished`) the store only numbers the event and appends it to a list: no parsing,
+no I/O. A writer task takes whatever has accumulated, and in a worker thread turns it
+into rows (token figures, errors, compressed captures) and inserts them in one
+transaction, pruning to the retention limits in the same transaction. Under load the
+batches grow by themselves while the thread works.
+
+Every database call runs in the worker thread under one `CapacityLimiter(1)` and starts
+by writing whatever is pending (a thread-safe deque: the loop appends, the thread pops):
+so a read sees every request that finished before it was asked, and no two database
+calls ever overlap.
+
+Without `store.path` the table is an in-memory SQLite database kept to the last
+`metricsMaxInMemory` rows (as llama-swap). A file keeps `store.maxRows` rows and, with
+`store.maxAge`, nothing older. If the writer falls far behind (a stuck disk), the
+oldest pending events are dropped and counted rather than growing without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from llamaswap.config import Config
+from llamaswap.runtime.events import RequestFinished
+
+from .captures import CaptureRing, capture_limit, decode
+from .database import ActivityDB, Retention, Row, total_pages
+from .query import ActivityFilter, ActivityQuery
+from .records import capture_of, row_of
+
+log = logging.getLogger("llamaswap.store")
+
+MAX_PENDING = 50_000
+MIB = 1024 * 1024
+
+
+def retention_of(config: Config, persistent: bool) -> Retention:
+    if persistent:
+        return Retention(config.store_max_rows, config.store_max_age)
+    return Retention(config.metrics_max_in_memory, 0.0)
+
+
+class ActivityStore:
+    """Owns the database, the capture ring and the pending events of one server."""
+
+    def __init__(self, config: Callable[[], Config], path: str | None) -> None:
+        self._config = config
+        self.path = path
+        self._db: ActivityDB | None = None
+        self._limiter = anyio.CapacityLimiter(1)
+        self._pending: deque[tuple[int, RequestFinished]] = deque(maxlen=MAX_PENDING)
+        self._wake = anyio.Event()
+        self._last_id = 0
+        self.dropped = 0
+        self.failed_batches = 0
+        self.captures = CaptureRing(config().capture_buffer * MIB)
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def open(self) -> None:
+        self._db = await anyio.to_thread.run_sync(ActivityDB, self.path)
+        self._last_id = await self._call(self._db.last_id)
+
+    async def close(self) -> None:
+        """Write what is pending, then close (shielded: runs during shutdown)."""
+        with anyio.CancelScope(shield=True):
+            await self.flush()
+            if self._db is not None:
+                db, self._db = self._db, None
+                await anyio.to_thread.run_sync(db.close, limiter=self._limiter)
+
+    async def run(self) -> None:
+        """The writer: flush whenever events are pending."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            await self.flush()
+
+    # -------------------------------------------------------------- the request path
+
+    def listen(self, event: object) -> None:
+        """The bus listener: number a metered request and queue it (never blocks)."""
+        if type(event) is not RequestFinished or not event.recorded:
+            return
+        pending = self._pending
+        if len(pending) == MAX_PENDING:
+            self.dropped += 1  # the deque drops the oldest
+        self._last_id += 1
+        pending.append((self._last_id, event))
+        if not self._wake.is_set():
+            self._wake.set()
+
+    # -------------------------------------------------------------- writing
+
+    async def flush(self) -> None:
+        """Write every event pending now; returns once they are committed."""
+        await self._call(self._write_pending)
+
+    def _write_pending(self) -> None:
+        """In the worker thread: drain the pending events and write them as one batch."""
+        pending = self._pending
+        batch = []
+        while True:
+            try:
+                batch.append(pending.popleft())
+            except IndexError:
+                break
+        if not batch or self._db is None:
+            return
+        config = self._config()
+        self.captures.resize(config.capture_buffer * MIB)
+        rows: list[Row] = []
+        blobs: list[tuple[int, bytes]] = []
+        for row_id, event in batch:
+            try:
+                rows.append(row_of(row_id, event))
+                blob = capture_of(row_id, event) if config.capture_buffer > 0 else None
+            except Exception:  # one odd response must not cost the batch
+                log.warning("activity: cannot record request %d", row_id, exc_info=True)
+                continue
+            if blob is not None:
+                blobs.append((row_id, blob))
+        try:
+            self._db.insert(rows, retention_of(config, self.path is not None), time.time())
+        except Exception as error:
+            self.failed_batches += 1
+            log.warning("activity: could not store %d requests: %s", len(rows), error)
+            return
+        for row_id, blob in blobs:
+            if not self.captures.add(row_id, blob):
+                log.debug("activity: capture %d is larger than captureBuffer", row_id)
+
+    async def _call(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
+
+    # -------------------------------------------------------------- reading
+
+    async def page(self, query: ActivityQuery) -> dict[str, Any]:
+        """llama-swap's `ActivityPage`: {data, page, limit, total, total_pages}."""
+        entries, total = await self._call(self._page, query)
+        return {
+            "data": entries,
+            "page": query.page,
+            "limit": query.limit,
+            "total": total,
+            "total_pages": total_pages(total, query.limit),
+        }
+
+    def _page(self, query: ActivityQuery) -> tuple[list[dict[str, Any]], int]:
+        self._write_pending()
+        assert self._db is not None, "the activity store is not open"
+        entries, total = self._db.page(query)
+        for entry in entries:
+            entry["has_capture"] = entry["id"] in self.captures
+        return entries, total
+
+    async def stats(self, activity_filter: ActivityFilter) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(self._stats, activity_filter)
+        return result
+
+    def _stats(self, activity_filter: ActivityFilter) -> dict[str, Any]:
+        self._write_pending()
+        assert self._db is not None, "the activity store is not open"
+        return self._db.stats(activity_filter)
+
+    async def capture(self, capture_id: int) -> bytes | None:
+        """The capture's JSON, or None (never kept, evicted, or captures are off)."""
+        data: bytes | None = await self._call(self._capture, capture_id)
+        return data
+
+    def _capture(self, capture_id: int) -> bytes | None:
+        self._write_pending()
+        blob = self.captures.get(capture_id)
+        return None if blob is None else decode(blob)
+
+    def capture_tail_limit(self) -> int:
+        return capture_limit(self._config().capture_buffer)
