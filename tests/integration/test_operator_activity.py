@@ -14,9 +14,9 @@ import aiohttp
 import anyio
 import pytest
 
+from llamaswap.config.keys import default_name
 from llamaswap.http.inflight import InflightChanged
 from llamaswap.runtime.events import RequestFinished
-from llamaswap.store import key_id
 
 from .server import RunningServer, config_yaml, fake_model, running_server
 
@@ -92,7 +92,7 @@ async def test_captures_hold_request_and_response_bodies_redacted() -> None:
         assert len(sent) > 40_000  # longer than the proxy's own tail: kept whole all the same
         page = await get_json(http, server.url + "/api/metrics/activity")
         entry = page["data"][0]
-        assert entry["has_capture"] and entry["key_id"] == key_id("sekrit")
+        assert entry["has_capture"] and entry["key_id"] == default_name("sekrit")
         capture = await get_json(http, f"{server.url}/api/captures/{entry['id']}")
         assert capture["req_headers"]["Authorization"] == "[REDACTED]"
         assert b"capture me" in base64.b64decode(capture["req_body"])

@@ -20,12 +20,12 @@ from typing import Any
 from aiohttp import web
 
 from llamaswap.runtime.events import RequestCapture
-from llamaswap.store import ActivityStore, CaptureTail, key_id
+from llamaswap.store import ActivityStore, CaptureTail
 from llamaswap.store.captures import capture_limit
 
 from .inflight import header_map
-from .middleware import presented_key
 from .proxy import Exchange
+from .scopes import KEY_NAME
 from .service import SERVICE, service_of
 
 ACTIVITY = web.AppKey("llamaswap_activity", ActivityStore)
@@ -62,11 +62,9 @@ def new_tail(request: web.Request) -> bytearray:
 
 
 def request_key_id(request: web.Request) -> str:
-    """The fingerprint of the API key the request used ("" without apiKeys)."""
-    if not service_of(request).config.api_keys:
-        return ""
-    key = presented_key(request)
-    return key_id(key) if key else ""
+    """The `name` of the API key the request used ("" without apiKeys): its configured
+    name, or `key-` and the first 8 hex digits of its SHA-256 (never the key itself)."""
+    return request.get(KEY_NAME, "")
 
 
 def recording(

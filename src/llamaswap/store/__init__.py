@@ -2,7 +2,6 @@
 
 from .activity import ActivityStore
 from .captures import CaptureTail
-from .keys import key_id
 from .query import ActivityFilter, ActivityQuery, BadFilter, parse_filter, parse_query
 
 __all__ = [
@@ -11,7 +10,6 @@ __all__ = [
     "ActivityStore",
     "BadFilter",
     "CaptureTail",
-    "key_id",
     "parse_filter",
     "parse_query",
 ]
