@@ -73,6 +73,20 @@ async def test_the_probe_decides_what_else_must_go_and_learns_real_use(tmp_path:
         await watch.until(lambda: "b" in router.measured)
         assert router.measured["b"] == {"vram": 8.0}
         assert router.free["vram"] == 9.0
+        # shown to operators: /api/hardware (ours: resources) and /metrics
+        async with http.get(server.url + "/api/hardware") as response:
+            resources = (await response.json())["resources"]
+        assert resources["vram"]["capacity"] == 24 and resources["vram"]["free"] == 9
+        assert resources["vram"]["models"]["a"] == {"declared": 8, "learned": 12, "need": 12}
+        async with http.get(server.url + "/metrics") as response:
+            text = await response.text()
+        for line in (
+            'llamaswap_resource_capacity{resource="vram"} 24.0',
+            'llamaswap_resource_free{resource="vram"} 9.0',
+            'llamaswap_model_resource_need{model="a",resource="vram",source="declared"} 8.0',
+            'llamaswap_model_resource_need{model="a",resource="vram",source="learned"} 12.0',
+        ):
+            assert line in text, line
 
 
 async def test_a_probe_that_fails_falls_back_to_the_declared_figures(tmp_path: Path) -> None:
@@ -91,3 +105,42 @@ async def test_a_probe_that_fails_falls_back_to_the_declared_figures(tmp_path: P
         logging.getLogger("llamaswap.router").removeHandler(warnings)
     failures = [line for line in warnings.lines if "probe of vram failed" in line]
     assert len(failures) == 1, "logged once, not at every start"
+
+
+async def test_a_measured_need_is_kept_in_the_store_for_the_next_run(tmp_path: Path) -> None:
+    store = f"store:\n  path: {tmp_path / 'activity.db'}\n"
+    # first run: a is measured using 12 (24 free before, 12 once ready)
+    first = probed_config(answering(tmp_path, 24, 12)).replace("routing:", store + "routing:")
+    async with (
+        running_server(first) as server,
+        server.client() as http,
+        watching(server) as watch,
+    ):
+        async with http.post(
+            server.url + "/v1/chat/completions", json={**CHAT, "model": "a"}
+        ) as response:
+            assert response.status == 200
+        await watch.until(lambda: "a" in server.service.router.measured)
+    # next run, another port block: a is known to need 12 before it starts again, so
+    # 10 free is not enough (8 declared would fit)
+    again = probed_config(answering(tmp_path, 10)).replace("routing:", store + "routing:")
+    async with running_server(again) as server, server.client() as http:
+        router = server.service.router
+        await router.unload([])  # a round trip through the router's inbox: recalled by now
+        assert router.measured == {"a": {"vram": 12.0}}
+        async with http.post(
+            server.url + "/v1/chat/completions", json={**CHAT, "model": "a"}
+        ) as response:
+            assert response.status >= 500
+            assert (
+                "it needs vram 12 (as measured), the probe finds 10 free" in await response.text()
+            )
+    # a changed command is another need: its old figure is not recalled
+    changed = again.replace("--model a", "--model a --respond other", 1)
+    async with running_server(changed) as server, server.client() as http:
+        await server.service.router.unload([])
+        assert server.service.router.measured == {}
+        async with http.post(
+            server.url + "/v1/chat/completions", json={**CHAT, "model": "a"}
+        ) as response:
+            assert response.status == 200

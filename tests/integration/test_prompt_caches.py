@@ -36,7 +36,7 @@ def log_lines(actor: ProcessActor) -> list[str]:
 
 async def test_slots_are_saved_before_a_stop_and_restored_before_serving(tmp_path: Path) -> None:
     settings = slot_settings(tmp_path)
-    prefix = slot_prefix(settings.model, settings.cmd)
+    prefix = slot_prefix(settings.model, settings.cmd, settings.proxy)
     async with running_actor(settings) as (actor, log):
         await actor.ensure_ready()
         assert log.path[2:4] == [("starting", "restoring"), ("restoring", "ready")]

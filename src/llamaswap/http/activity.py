@@ -41,8 +41,11 @@ def install(app: web.Application) -> None:
 
 
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:
-    store, bus = app[ACTIVITY], app[SERVICE].bus
+    store, service = app[ACTIVITY], app[SERVICE]
+    bus = service.bus
     await store.open()
+    if service.config.probes and store.path:  # a file: figures from earlier runs
+        service.router.recall_needs(await store.learned_needs())
     bus.add_listener(store.listen)
     writer = asyncio.get_running_loop().create_task(store.run(), name="activity-writer")
     try:
@@ -64,7 +67,7 @@ def new_tail(request: web.Request) -> bytearray:
 def request_key_id(request: web.Request) -> str:
     """The `name` of the API key the request used ("" without apiKeys): its configured
     name, or `key-` and the first 8 hex digits of its SHA-256 (never the key itself)."""
-    return request.get(KEY_NAME, "")
+    return str(request.get(KEY_NAME, ""))
 
 
 def recording(

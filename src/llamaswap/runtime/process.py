@@ -123,7 +123,7 @@ class UpstreamSettings:
 
     @property
     def slot_prefix(self) -> str:
-        return slot_prefix(self.model, self.cmd)
+        return slot_prefix(self.model, self.cmd, self.proxy)
 
     @property
     def health_url(self) -> str | None:

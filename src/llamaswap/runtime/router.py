@@ -102,6 +102,11 @@ class _Probed:
 
 
 @dataclass
+class _Recall:
+    needs: dict[str, dict[str, float]]
+
+
+@dataclass
 class _Unload:
     models: list[str] | None
     grace: float | None
@@ -247,6 +252,11 @@ class RouterActor(Actor):
         async with self.lease(model, keep_alive=keep_alive):
             pass
 
+    def recall_needs(self, needs: Mapping[str, Mapping[str, float]]) -> None:
+        """What models were measured to use in an earlier run (kept by the activity
+        store); used until they are measured again."""
+        self.post(_Recall({m: dict(a) for m, a in needs.items()}))
+
     async def unload(self, models: Iterable[str] | None = None, grace: float | None = None) -> None:
         """Stop `models` (default: all); returns once they are stopped.
 
@@ -299,6 +309,11 @@ class RouterActor(Actor):
                 scheduler.submit(request, now)
                 if ticket.request_id in self._tickets:
                     ticket.admitted()  # neither granted nor rejected: it waits
+            case _Recall(needs=needs):
+                scheduler.recall(needs)
+                for model, amounts in needs.items():
+                    if model in self.config.models:
+                        self.measured.setdefault(model, dict(amounts))
             case _Cancel(request_id=request_id):
                 self._tickets.pop(request_id, None)
                 scheduler.cancel(request_id, now)
@@ -449,6 +464,8 @@ class RouterActor(Actor):
         self._next_config = None
         for model in models:
             self._add_process(config.models[model])
+        for model in [m for m in self.measured if m in models or m not in config.models]:
+            del self.measured[model]  # as the scheduler forgets them
         self.bus.publish(ModelsConfigured(tuple(config.models), models))
 
     def positions(self, positions: Mapping[int, int]) -> None:

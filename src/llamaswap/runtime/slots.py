@@ -15,7 +15,6 @@ is abandoned (the model is stopped, or serves, without it) and the reason logged
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from collections.abc import Sequence
@@ -24,6 +23,8 @@ from typing import Any
 
 import aiohttp
 import anyio
+
+from llamaswap.config.fingerprint import command_fingerprint
 
 SLOT_FLAG = "--slot-save-path"
 
@@ -38,9 +39,10 @@ def slot_save_path(argv: Sequence[str]) -> str:
     return ""
 
 
-def slot_prefix(model: str, cmd: str) -> str:
-    """The file-name prefix of `model`'s slot files: its id and a hash of its command."""
-    digest = hashlib.sha256(cmd.encode()).hexdigest()[:12]
+def slot_prefix(model: str, cmd: str, proxy: str) -> str:
+    """The file-name prefix of `model`'s slot files: its id and its command's fingerprint
+    (the same after a restart that moved its port)."""
+    digest = command_fingerprint(cmd, proxy)[:12]
     return f"llamaswap-{re.sub(r'[^A-Za-z0-9._-]', '_', model)}-{digest}"
 
 

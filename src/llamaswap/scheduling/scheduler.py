@@ -611,6 +611,9 @@ class Scheduler:
             self._view.pop(model, None)
             self._leaving.discard(model)
             self._last_used.pop(model, None)
+        for model in (self.rules.keys() - rules.keys()) | set(fresh):
+            self._learned.pop(model, None)  # a changed command may need another amount
+            self._learning.pop(model, None)
         for model in fresh:  # a new process: no command sent, nothing heard yet
             self._view[model] = ProcessState.STOPPED
             self._leaving.discard(model)
@@ -643,6 +646,13 @@ class Scheduler:
             self._learned[model] = used
             self._effects.learned(model, used)
 
+    def recall(self, needs: Mapping[str, Mapping[str, float]]) -> None:
+        """What models were measured to use in an earlier run (the activity store),
+        for models not measured in this one yet."""
+        for model, amounts in needs.items():
+            if model in self.rules and model not in self._learned:
+                self._learned[model] = dict(amounts)
+
     def _after_probe(self, swap: Swap, free: Mapping[str, float] | None, now: float) -> None:
         """Launch if the target fits; else evict another idle model, or wait a while for
         memory to come back, or fail the swap saying what is missing."""
@@ -664,23 +674,31 @@ class Scheduler:
         if now < swap.recover_until:
             swap.retry_at = now + probing.retry
             return
-        missing = ", ".join(f"{name} {amount:g}" for name, amount in sorted(short.items()))
+        missing = "; ".join(
+            f"it needs {name} {need:g}{' (as measured)' if measured else ''}, "
+            f"the probe finds {free_now:g} free"
+            for name, (need, free_now, measured) in sorted(short.items())
+        )
         self._complete(
             swap,
-            f"[{target}] does not fit: {missing} more is needed than the probe finds free",
+            f"[{target}] does not fit: {missing}",
             now,
         )
 
-    def _shortfall(self, model: str, free: Mapping[str, float]) -> dict[str, float]:
-        """How much of each probed resource `model` needs beyond what is free."""
+    def _shortfall(
+        self, model: str, free: Mapping[str, float]
+    ) -> dict[str, tuple[float, float, bool]]:
+        """Each probed resource `model` needs more of than is free: (its need, what is
+        free, whether the need is a measured one larger than declared)."""
         probing = self.probing
         assert probing is not None
         learned = self._learned.get(model, {})
         short = {}
         for name in probing.names & free.keys():
-            need = max(probing.resources.need(model, name), learned.get(name, 0.0))
+            declared = probing.resources.need(model, name)
+            need = max(declared, learned.get(name, 0.0))
             if need > free[name] + 1e-9:
-                short[name] = need - free[name]
+                short[name] = (need, free[name], need > declared)
         return short
 
     def _idle_victim(self, swap: Swap) -> str | None:

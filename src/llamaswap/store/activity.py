@@ -30,10 +30,12 @@ import anyio
 import anyio.to_thread
 
 from llamaswap.config import Config
-from llamaswap.runtime.events import RequestFinished
+from llamaswap.config.fingerprint import command_fingerprint
+from llamaswap.runtime.events import NeedMeasured, RequestFinished
 
 from .captures import CaptureRing, capture_limit, decode
 from .database import ActivityDB, Retention, Row, total_pages
+from .needs import Needs
 from .query import ActivityFilter, ActivityQuery
 from .records import capture_of, row_of
 
@@ -58,6 +60,7 @@ class ActivityStore:
         self._db: ActivityDB | None = None
         self._limiter = anyio.CapacityLimiter(1)
         self._pending: deque[tuple[int, RequestFinished]] = deque(maxlen=MAX_PENDING)
+        self._measured: deque[NeedMeasured] = deque(maxlen=1000)  # measured capacity
         self._wake = anyio.Event()
         self._last_id = 0
         self.dropped = 0
@@ -88,8 +91,12 @@ class ActivityStore:
     # -------------------------------------------------------------- the request path
 
     def listen(self, event: object) -> None:
-        """The bus listener: number a metered request and queue it (never blocks)."""
+        """The bus listener: number a metered request and queue it (never blocks); a
+        model's measured need is queued too, to be recalled after a restart."""
         if type(event) is not RequestFinished or not event.recorded:
+            if type(event) is NeedMeasured:
+                self._measured.append(event)
+                self._wake.set()
             return
         pending = self._pending
         if len(pending) == MAX_PENDING:
@@ -107,6 +114,7 @@ class ActivityStore:
 
     def _write_pending(self) -> None:
         """In the worker thread: drain the pending events and write them as one batch."""
+        self._write_needs()
         pending = self._pending
         batch = []
         while True:
@@ -138,6 +146,28 @@ class ActivityStore:
         for row_id, blob in blobs:
             if not self.captures.add(row_id, blob):
                 log.debug("activity: capture %d is larger than captureBuffer", row_id)
+
+    def _write_needs(self) -> None:
+        config = self._config()
+        while self._measured and self._db is not None:
+            event = self._measured.popleft()
+            model = config.models.get(event.model)
+            if model is None:
+                continue
+            try:
+                fingerprint = command_fingerprint(model.cmd, model.proxy)
+                self._db.save_needs(event.model, fingerprint, event.amounts, event.at)
+            except Exception as error:
+                log.warning("activity: could not keep what %s needs: %s", event.model, error)
+
+    async def learned_needs(self) -> Needs:
+        """What models were measured to use, kept from earlier runs (same `cmd` only)."""
+        needs: Needs = await self._call(self._learned_needs)
+        return needs
+
+    def _learned_needs(self) -> Needs:
+        assert self._db is not None, "the activity store is not open"
+        return self._db.learned_needs(self._config())
 
     async def _call(self, function: Callable[..., Any], *args: Any) -> Any:
         return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)

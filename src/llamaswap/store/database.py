@@ -17,6 +17,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from llamaswap.config import Config
+
+from . import needs
 from .query import ActivityFilter, ActivityQuery
 from .stats import histogram
 
@@ -98,6 +101,15 @@ class ActivityDB:
             for name, decl in OUR_COLUMNS.items():
                 if name not in present:
                     self._db.execute(f"ALTER TABLE activity ADD COLUMN {name} {decl}")
+        needs.create(self._db)
+
+    def save_needs(
+        self, model: str, fingerprint: str, amounts: dict[str, float], now: float
+    ) -> None:
+        needs.save(self._db, model, fingerprint, amounts, now)
+
+    def learned_needs(self, config: Config) -> needs.Needs:
+        return needs.load(self._db, config)
 
     def close(self) -> None:
         self._db.close()

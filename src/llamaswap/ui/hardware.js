@@ -21,6 +21,51 @@ function describe(snapshot) {
   $("hardware-gpus").textContent = gpus.length ? `GPUs: ${gpus.join("; ")}` : "No GPU found (NVML or rocm-smi)";
 }
 
+// The config's resources: capacity, what the probe last found free, and each model's
+// need as declared and as measured (the scheduler uses the larger).
+function showResources(resources) {
+  const box = $("hardware-resources");
+  if (!resources || !Object.keys(resources).length) {
+    box.replaceChildren();
+    return;
+  }
+  const amount = (value) => (value === undefined ? "–" : String(Math.round(value * 100) / 100));
+  const tables = Object.entries(resources).map(([name, resource]) => {
+    const caption = [`${name}: capacity ${amount(resource.capacity)}`];
+    if (resource.probe) caption.push(`free ${amount(resource.free)} (probe: ${resource.probe})`);
+    const rows = Object.entries(resource.models).map(([model, need]) =>
+      element(
+        "tr",
+        { "data-testid": `resource-${name}-${model}` },
+        element("td", { text: model }),
+        element("td", { text: amount(need.declared) }),
+        element("td", { text: amount(need.learned) }),
+        element("td", { text: amount(need.need) }),
+      ),
+    );
+    return element(
+      "table",
+      { class: "resources", "data-testid": `resource-${name}` },
+      element("caption", { text: caption.join(" · ") }),
+      element(
+        "thead",
+        {},
+        element(
+          "tr",
+          {},
+          ...["model", "declared", "measured", "used for decisions"].map((h) => element("th", { text: h })),
+        ),
+      ),
+      element("tbody", {}, ...rows),
+    );
+  });
+  box.replaceChildren(...tables);
+}
+
+async function refreshResources() {
+  showResources((await getJSON("/api/hardware")).resources);
+}
+
 function gauge(label, value, detail, testid) {
   const percent = Math.max(0, Math.min(100, value));
   return element(
@@ -69,10 +114,15 @@ async function poll() {
 
 export async function setupHardware() {
   try {
-    describe(await getJSON("/api/hardware"));
+    const snapshot = await getJSON("/api/hardware");
+    describe(snapshot);
+    showResources(snapshot.resources);
   } catch (error) {
     $("hardware-summary").textContent = `Hardware unknown (${error.message})`;
   }
   await poll().catch(() => {});
-  setInterval(() => poll().catch(() => {}), POLL_MS);
+  setInterval(() => {
+    poll().catch(() => {});
+    if (!document.hidden) refreshResources().catch(() => {});
+  }, POLL_MS);
 }

@@ -76,7 +76,7 @@ def test_it_waits_a_while_for_memory_to_come_back_then_gives_up_saying_why() -> 
     h.scheduler.probed("a", {"vram": 6.0}, h.now)
     [(rejected, error)] = h.effects.rejects
     assert rejected == rid and isinstance(error, SwapFailed)
-    assert "[a] does not fit: vram 2 more is needed than the probe finds free" in str(error)
+    assert "[a] does not fit: it needs vram 8, the probe finds 6 free" in str(error)
 
 
 def test_memory_that_comes_back_in_time_lets_the_start_go_ahead() -> None:

@@ -24,6 +24,7 @@ from llamaswap import __version__
 from llamaswap.hardware import PerformanceMonitor, detect
 from llamaswap.store.query import RFC3339
 
+from ..capacity import capacity_view
 from ..errors import error_response
 from ..metrics import HardwareCollector
 from ..service import SERVICE, service_of
@@ -76,10 +77,13 @@ async def _sampling(app: web.Application) -> AsyncIterator[None]:
 
 
 async def hardware(request: web.Request) -> web.Response:
+    """llama-swap's HardwareSnapshot, plus ours: `resources` (capacity.py) when the
+    config declares any."""
     snapshot = await request.app[SNAPSHOT].get()
     if snapshot is None:
         return error_response(request, 503, "hardware detection unavailable")
-    return web.json_response(snapshot)
+    resources = capacity_view(service_of(request))
+    return web.json_response({**snapshot, "resources": resources} if resources else snapshot)
 
 
 async def performance(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..capacity import CapacityCollector
 from ..metrics import Metrics
 from ..service import SERVICE, service_of
 
@@ -24,6 +25,7 @@ def add_routes(app: web.Application) -> None:
     models = list(service.config.models)
     metrics.seed(models, service.router.model_state, service.router.snapshot)
     metrics.attach(service.bus)
+    metrics.registry.register(CapacityCollector(service))
 
     async def detach(_app: web.Application) -> None:
         metrics.detach(service.bus)
