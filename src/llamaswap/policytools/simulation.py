@@ -53,7 +53,7 @@ from llamaswap.scheduling import (
     RoutingError,
     Scheduler,
 )
-from llamaswap.scheduling.from_config import build_policy, model_rules, resources_of
+from llamaswap.scheduling.from_config import build_policy, key_limits, model_rules, resources_of
 
 from .metrics import WaitSummary
 from .trace import TraceRequest
@@ -100,6 +100,7 @@ class RequestOutcome:
     finished: float | None = None
     error: str = ""  # why it was rejected ("" when served or unresolved)
     code: str = ""
+    key: str = ""  # the API key's name it came with ("" for none)
 
     @property
     def wait(self) -> float | None:
@@ -223,6 +224,7 @@ def simulate(
         stop=Seconds.coerce(stop_seconds, DEFAULT_STOP_SECONDS),
         max_wait=config.routing.max_wait_seconds,
         name=policy or config.routing.router,
+        key_limits=key_limits(config),
     )
 
 
@@ -235,9 +237,12 @@ def run_simulation(
     stop: Seconds,
     max_wait: float = 60.0,
     name: str = "",
+    key_limits: Mapping[str, int] | None = None,
 ) -> SimulationResult:
     """Replay `requests` (sorted by arrival here; ties keep their order) with `policy`."""
-    runtime = _VirtualRuntime(rules, policy, load, stop, max_wait, name or policy.name)
+    runtime = _VirtualRuntime(
+        rules, policy, load, stop, max_wait, name or policy.name, key_limits or {}
+    )
     return runtime.run(sorted(requests, key=lambda r: r.t))
 
 
@@ -255,8 +260,9 @@ class _VirtualRuntime(Effects):
         stop: Seconds,
         max_wait: float,
         name: str,
+        key_limits: Mapping[str, int],
     ) -> None:
-        self.scheduler = Scheduler(rules, policy, self, max_wait=max_wait)
+        self.scheduler = Scheduler(rules, policy, self, max_wait=max_wait, key_limits=key_limits)
         self.load = load
         self.stop_time = stop
         self.now = 0.0
@@ -275,7 +281,9 @@ class _VirtualRuntime(Effects):
 
     def run(self, requests: Sequence[TraceRequest]) -> SimulationResult:
         for rid, request in enumerate(requests, start=1):
-            outcome = RequestOutcome(rid, request.model, float(request.t), float(request.duration))
+            outcome = RequestOutcome(
+                rid, request.model, float(request.t), float(request.duration), key=request.key
+            )
             self._outcomes[rid] = outcome
             self.result.requests.append(outcome)
             self._at(request.t, self._arrival(outcome))
@@ -318,7 +326,8 @@ class _VirtualRuntime(Effects):
 
     def _arrival(self, outcome: RequestOutcome) -> Action:
         def arrive() -> None:
-            self.scheduler.submit(Request(outcome.id, outcome.model, self.now), self.now)
+            request = Request(outcome.id, outcome.model, self.now, key=outcome.key)
+            self.scheduler.submit(request, self.now)
 
         return arrive
 

@@ -2,8 +2,10 @@
 
 A trace is JSON lines, one request each: `{"t": seconds, "model": id, "duration":
 seconds}`, where `t` is the arrival on the virtual clock and `duration` how long the
-request holds its model once granted. Generated traces draw every number from one
-seeded `random.Random`, so a seed always gives the same trace.
+request holds its model once granted; an optional `"key"` names the API key it came
+with (a `name` from `apiKeys`: its concurrencyLimit and turn apply). Generated traces
+draw every number from one seeded `random.Random`, so a seed always gives the same
+trace.
 """
 
 from __future__ import annotations
@@ -31,9 +33,13 @@ class TraceRequest:
     t: float
     model: str
     duration: float = 0.0
+    key: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"t": self.t, "model": self.model, "duration": self.duration}
+        record: dict[str, Any] = {"t": self.t, "model": self.model, "duration": self.duration}
+        if self.key:
+            record["key"] = self.key
+        return record
 
 
 def _number(record: dict[str, Any], key: str, where: str, default: float | None) -> float:
@@ -67,9 +73,15 @@ def parse_trace(lines: Iterable[str], source: str = "<trace>") -> list[TraceRequ
         model = record.get("model")
         if not isinstance(model, str) or not model:
             raise TraceError(f"{where}: 'model' must be a non-empty string")
+        key = record.get("key", "")
+        if not isinstance(key, str):
+            raise TraceError(f"{where}: 'key' must be a string (a key's name), got {key!r}")
         requests.append(
             TraceRequest(
-                _number(record, "t", where, None), model, _number(record, "duration", where, 0.0)
+                _number(record, "t", where, None),
+                model,
+                _number(record, "duration", where, 0.0),
+                key,
             )
         )
     return sorted(requests, key=lambda r: r.t)

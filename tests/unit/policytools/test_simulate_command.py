@@ -208,3 +208,27 @@ def test_probed_resources_are_judged_on_declared_figures_and_it_says_so(
     out, err = capsys.readouterr()
     assert json.loads(out)["policies"]["fit"]["served"] == 2
     assert "note: simulate judges vram on the declared figures" in err
+
+
+def test_a_trace_may_name_keys_and_their_concurrency_limit_applies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keyed = "apiKeys:\n  - {key: sk-t, name: team, concurrencyLimit: 1}\n" + THREE
+    trace = tmp_path / "keyed.jsonl"
+    records = [
+        {"t": 0, "model": "A", "duration": 5, "key": "team"},
+        {"t": 1, "model": "A", "duration": 1, "key": "team"},  # over the key's limit
+        {"t": 1, "model": "A", "duration": 1},  # no key: not limited by it
+    ]
+    trace.write_text("".join(json.dumps(r) + "\n" for r in records))
+    argv = ["--config", str(write(tmp_path, keyed)), "--trace", str(trace), "--json"]
+    assert run_command(simulate, argv) == 0
+    result = json.loads(capsys.readouterr().out)["policies"]["group"]
+    assert result["rejected_by_code"] == {"key_concurrency_limit": 1}
+    assert result["served"] == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"t": 0, "model": "A", "key": 7}) + "\n")
+    assert (
+        run_command(simulate, ["--config", str(write(tmp_path, keyed)), "--trace", str(bad)]) == 2
+    )
+    assert "'key' must be a string" in capsys.readouterr().err
