@@ -55,7 +55,7 @@ def router_status(state: ProcessState) -> dict[str, Any]:
     if state in PROCESS_LOADING:
         return {"value": "loading"}
     if state in PROCESS_ERROR:
-        return {"value": "unloaded", "failed": True}
+        return dict(value="unloaded", failed=True)  # llama.cpp's field, not our state
     if state in PROCESS_HOLDS_RESOURCES:  # ready, or on its way out (as llama-swap counts)
         return {"value": "loaded"}
     return {"value": "unloaded"}
