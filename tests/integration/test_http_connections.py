@@ -99,8 +99,10 @@ async def test_connections_that_never_finish_a_request_head_are_closed() -> None
         results: list[tuple[bool, float, bytes]] = []
 
         async def slow(sends: bool) -> None:
+            # timed from before the connect: the server's clock cannot start earlier,
+            # while this task may resume late after the connect under load
+            started = time.monotonic()
             async with connection(server) as stream:
-                started = time.monotonic()
                 if sends:
                     await stream.send(HALF_LINE)
                 received = await until_closed(stream, within=10)
