@@ -107,9 +107,7 @@ async def wait_until_up(http: aiohttp.ClientSession, url: str) -> None:
             await anyio.sleep(0.05)  # a separate process: there is no event to await
 
 
-async def post_once(
-    http: aiohttp.ClientSession, url: str, payload: dict[str, Any] = CHAT
-) -> float:
+async def post_once(http: aiohttp.ClientSession, url: str, payload: dict[str, Any] = CHAT) -> float:
     started = time.perf_counter()
     async with http.post(url + "/v1/chat/completions", json=payload) as response:
         await response.read()
@@ -192,9 +190,7 @@ async def sse_lag(
     return lags
 
 
-async def per_path(
-    order: tuple[str, ...], run: Callable[[str], Awaitable[Any]]
-) -> dict[str, Any]:
+async def per_path(order: tuple[str, ...], run: Callable[[str], Awaitable[Any]]) -> dict[str, Any]:
     return {name: await run(name) for name in order}
 
 
