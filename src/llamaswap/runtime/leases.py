@@ -10,6 +10,7 @@ SIGTERM instead of ending them, so the proxy must end them itself).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,14 +27,26 @@ class Lease:
     model: str
     proxy: str
     priority: int = 0
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     revoked: str = ""
+    _scope: anyio.CancelScope | None = field(default=None, repr=False)
+
+    @property
+    def scope(self) -> anyio.CancelScope:
+        """The scope the holder runs its request in; the router cancels it to revoke.
+        Made on first use, so a grant costs no cancel scope until someone enters it."""
+        scope = self._scope
+        if scope is None:
+            scope = self._scope = anyio.CancelScope()
+            if self.revoked:
+                scope.cancel()
+        return scope
 
     def revoke(self, reason: str) -> None:
         """End the request now (unload, crash, shutdown); the holder sees `revoked`."""
         if not self.revoked:
             self.revoked = reason
-            self.scope.cancel()
+            if self._scope is not None:
+                self._scope.cancel()
 
 
 Outcome = Lease | RoutingError
@@ -42,15 +55,16 @@ Outcome = Lease | RoutingError
 class Ticket:
     """A request waiting for the router's decision.
 
-    Everything runs on one event loop, so a plain slot, an event and an `abandoned` flag
-    give the guarantee the router needs without a stream per request: once the caller
-    has abandoned the ticket no outcome can land, and an outcome that landed first is
-    handed back by `abandon()`.
+    Everything runs on one event loop, so a plain slot, a future and an `abandoned`
+    flag give the guarantee the router needs without a stream per request: once the
+    caller has abandoned the ticket no outcome can land, and an outcome that landed
+    first is handed back by `abandon()`. The future is the loop's own (an anyio Event
+    costs an asyncio.Event and a future per wait; this is every request's path).
     """
 
     __slots__ = (
-        "_delivered",
         "_outcome",
+        "_waiter",
         "abandoned",
         "keep_alive",
         "may_load",
@@ -77,7 +91,7 @@ class Ticket:
         self.on_admitted = on_admitted
         self.abandoned = False
         self._outcome: Outcome | None = None
-        self._delivered = anyio.Event()
+        self._waiter: asyncio.Future[None] | None = None
 
     # -- router side (never blocks) ----------------------------------------------------
 
@@ -86,7 +100,9 @@ class Ticket:
         if self.abandoned or self._outcome is not None:
             return False
         self._outcome = outcome
-        self._delivered.set()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         return True
 
     def admitted(self) -> None:
@@ -100,7 +116,12 @@ class Ticket:
     # -- caller side -------------------------------------------------------------------------
 
     async def outcome(self) -> Outcome:
-        await self._delivered.wait()
+        if self._outcome is None:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
         assert self._outcome is not None
         return self._outcome
 

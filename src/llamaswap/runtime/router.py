@@ -145,6 +145,7 @@ class RouterActor(Actor):
         self._reload_replies: list[Reply] = []
         self._shutdown_replies: list[Reply] = []
         self._shutdown_grace: float | None = None
+        self._finished = False  # the router machine reached shutdown (after_transition)
 
     # -- public API (safe from any task in the event loop) ----------------------------------
 
@@ -251,7 +252,9 @@ class RouterActor(Actor):
 
     @property
     def finished(self) -> bool:
-        return self._scheduler.state == RouterState.SHUTDOWN
+        """Asked after every message: a flag the router machine's listener keeps, not
+        the machine's state (which builds an enum member on each read)."""
+        return self._finished
 
     def on_started(self) -> None:
         for model in self.config.models.values():
@@ -444,6 +447,7 @@ class RouterActor(Actor):
 
     def after_transition(self, source: Any, target: Any, event: Any) -> None:
         old, new = RouterState(source.value), RouterState(target.value)
+        self._finished = new == RouterState.SHUTDOWN
         log.info("router %s -> %s", old, new)
         self.bus.publish(RouterStateChanged(old, new, RouterEvent(str(event))))
 
