@@ -26,7 +26,11 @@ from llamaswap.runtime.leases import Lease
 
 from . import stalls
 from .errors import error_response, sse_error_event
+from .relay import CLIENT_CLOSED as CLIENT_CLOSED  # 499, nginx's "client closed request"
+from .relay import TAIL_BYTES as TAIL_BYTES  # the bounded tail kept for token usage
+from .relay import Broken, keep, open_exchange, relay
 from .service import service_of
+from .upstream import split_url
 
 HOP_BY_HOP = frozenset(
     {
@@ -41,8 +45,6 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-TAIL_BYTES = 16 * 1024
-CLIENT_CLOSED = 499
 # Where a client presents an API key (Basic and Bearer both travel in Authorization).
 CREDENTIALS = frozenset({"authorization", "x-api-key"})
 
@@ -155,11 +157,52 @@ async def forward(
 
     With `prepared` (a loading-state stream already sent its 200), the upstream body is
     appended to that response. Transport errors before the answer started become a 502.
+    Plain http:// upstreams go through the connection pool (`upstream.py`, `relay.py`);
+    HTTPS ones and HEAD requests through `client`, aiohttp's.
     """
-    connect = timeouts.connect if timeouts and timeouts.connect > 0 else None
-    header_wait = timeouts.response_header if timeouts and timeouts.response_header > 0 else None
     send_headers = headers if headers is not None else upstream_request_headers(request)
     exchange.response = prepared
+    split = split_url(url) if request.method != "HEAD" else None
+    if split is None:
+        return await _forward_with_client(
+            request, client, url, body, exchange, send_headers, timeouts, prepared
+        )
+    pool = service_of(request).upstream_pool
+    origin, target = split
+    try:
+        conn = await open_exchange(
+            pool, request.method, origin, target, send_headers, body, timeouts
+        )
+    except Broken as broken:
+        return await end_broken(request, exchange, str(broken), broken.status)
+    try:
+        return await relay(request, conn, exchange, HOP_BY_HOP, prepared)
+    except stalls.ClientStalled:
+        return _as_sent(request, exchange)
+    except (Broken, aiohttp.ClientError, OSError) as exc:
+        if client_gone(request):  # a write to the client failed: nothing upstream broke
+            exchange.status = CLIENT_CLOSED
+            return _as_sent(request, exchange)
+        status = exc.status if isinstance(exc, Broken) else 502
+        message = str(exc) if isinstance(exc, Broken) else f"upstream connection lost: {exc}"
+        return await end_broken(request, exchange, message, status)
+    finally:
+        pool.release(conn)
+
+
+async def _forward_with_client(
+    request: web.Request,
+    client: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    exchange: Exchange,
+    send_headers: CIMultiDict[str],
+    timeouts: Timeouts | None,
+    prepared: web.StreamResponse | None,
+) -> web.StreamResponse:
+    """`forward` through aiohttp's client (HTTPS upstreams and peers, HEAD requests)."""
+    connect = timeouts.connect if timeouts and timeouts.connect > 0 else None
+    header_wait = timeouts.response_header if timeouts and timeouts.response_header > 0 else None
     try:
         with anyio.fail_after(header_wait) if header_wait else contextlib.nullcontext():
             upstream_ctx = client.request(
@@ -192,15 +235,12 @@ async def forward(
         if watcher is not None:
             watcher.headers(response.headers)
         exchange.is_sse = "text/event-stream" in upstream.headers.get("Content-Type", "")
-        tail = exchange.tail
         seconds = stalls.write_timeout(request)
         async for chunk in upstream.content.iter_any():
             await stalls.write(request, response, chunk, seconds)
             if watcher is not None:
                 watcher.sent(len(chunk))
-            tail += chunk
-            if len(tail) > 2 * TAIL_BYTES:
-                del tail[:-TAIL_BYTES]
+            keep(exchange, chunk)
         await stalls.write_eof(request, response, seconds)
         return response
     except stalls.ClientStalled:

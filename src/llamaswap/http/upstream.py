@@ -1,0 +1,456 @@
+"""Keep-alive HTTP/1.1 connections to upstreams, parsed with httptools (llhttp).
+
+aiohttp's client is general-purpose: per request it builds a ClientRequest, a URL, a
+ClientResponse and a StreamReader, and wakes the reading task once per chunk. A proxy
+needs less: write the request head and body at once, parse the answer with a
+maintained C parser, and hand each body piece to whoever relays it. `proxy.py` attaches
+a sink that writes straight to the client's transport from the parser callback, so a
+streamed chunk costs no task switch; its task wakes only for the head, for
+backpressure and at the end.
+
+Plain `http://` without credentials in the URL; everything else (and HEAD, whose
+answer httptools cannot frame) goes through aiohttp's client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+import httptools
+from multidict import CIMultiDict
+from yarl import URL
+
+KEEPALIVE_SECONDS = 60.0  # idle connections kept this long (aiohttp's pool used 60 s too)
+POOL_LIMIT = 256  # connections open at once, busy or idle (as the aiohttp connector had)
+# aiohttp's client added these to what the caller gave; upstreams have always seen them
+BODY_METHODS = frozenset({"PATCH", "POST", "PUT"})
+NO_LENGTH_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+WRITELINES_FROM = 16 * 1024  # bodies at least this large are not copied into the head
+
+Sink = Callable[[bytes], None]
+
+
+class UpstreamError(Exception):
+    """The upstream could not be reached, or broke the exchange."""
+
+
+class UpstreamDisconnected(UpstreamError):
+    """The connection closed before the answer was complete."""
+
+
+class HeadTimeout(Exception):
+    """No response head within `responseHeader` seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where to connect, and the Host header aiohttp sent for it."""
+
+    host: str
+    port: int
+    host_header: str
+
+
+@functools.lru_cache(maxsize=1024)
+def _origin(netloc: str) -> Origin | None:
+    if "@" in netloc or not netloc:
+        return None
+    url = URL("http://" + netloc)
+    host, port, header = url.raw_host, url.port, url.host_port_subcomponent
+    if not host or port is None or header is None:
+        return None
+    return Origin(host, port, header)
+
+
+def split_url(url: str) -> tuple[Origin, str] | None:
+    """(origin, raw path and query) of a plain http:// URL; None for anything else."""
+    if not url.startswith("http://"):
+        return None
+    rest = url[7:]
+    cut = len(rest)
+    for mark in ("/", "?", "#"):
+        found = rest.find(mark)
+        if 0 <= found < cut:
+            cut = found
+    origin = _origin(rest[:cut])
+    if origin is None:
+        return None
+    target = rest[cut:].split("#", 1)[0]
+    if not target.startswith("/"):
+        target = "/" + target
+    return origin, target
+
+
+def encode_request(
+    method: str, target: str, origin: Origin, headers: CIMultiDict[str], body: bytes
+) -> bytes:
+    """The request head as aiohttp's client wrote it: Host first (the caller's, if it
+    gave one), the caller's headers in order, then `Accept: */*`, `Content-Length`
+    and `Content-Type: application/octet-stream` where aiohttp added them."""
+    host = headers.get("Host", origin.host_header)
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+    lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() != "host"]
+    if "Accept" not in headers:
+        lines.append("Accept: */*")
+    if body or method not in NO_LENGTH_METHODS:
+        lines.append(f"Content-Length: {len(body)}")
+    if (body or method in BODY_METHODS) and "Content-Type" not in headers:
+        lines.append("Content-Type: application/octet-stream")
+    lines.append("\r\n")
+    head = "\r\n".join(lines)
+    # a CR, LF or NUL inside a name or value would smuggle a header (aiohttp refuses too)
+    if head.count("\n") != len(lines) or head.count("\r") != len(lines) or "\x00" in head:
+        raise ValueError("forbidden control character in a request header")
+    return head.encode("utf-8", "surrogateescape")
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One connection; it reads one answer at a time, for the request that holds it.
+
+    The parser callbacks record the head, then hand body pieces to `sink` (or keep
+    them in `pending` until one is attached). `wait()` returns whenever something the
+    holder must act on happened: the head, the end, an error, or a paused sink.
+    """
+
+    def __init__(self, pool: UpstreamPool, origin: Origin) -> None:
+        self._pool = pool
+        self.origin = origin
+        self.transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[None] | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0
+        self.busy = False
+        self.reused = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.reason = b""
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.head_done = False
+        self.complete = False
+        self.keep_alive = False
+        self.received = False  # any byte of the answer arrived
+        self.error: BaseException | None = None
+        self.pending: list[bytes] = []
+        self.sink: Sink | None = None
+        self.reading_paused = False
+        self._interim = False
+
+    # -- the holder's side -----------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
+    def send(self, data: bytes, body: bytes, head_timeout: float | None) -> None:
+        """Write one request; the answer is read into this connection's state."""
+        self._reset()
+        assert self.transport is not None
+        if len(body) >= WRITELINES_FROM:
+            self.transport.writelines((data, body))
+        else:
+            self.transport.write(data + body)
+        if head_timeout:
+            loop = asyncio.get_running_loop()
+            self._head_timer = loop.call_later(head_timeout, self._head_late)
+
+    async def wait(self) -> None:
+        """Until the head, the end, an error or a pause happens (returns at once if one
+        is pending)."""
+        if self._ready():
+            return
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _ready(self) -> bool:
+        return (
+            self.error is not None
+            or self.complete
+            or (self.head_done and self.sink is None)
+            or self.reading_paused
+        )
+
+    def attach(self, sink: Sink) -> None:
+        """From now on body pieces go to `sink` as they are parsed; those kept so far
+        first."""
+        pending, self.pending = self.pending, []
+        for piece in pending:
+            sink(piece)
+        self.sink = sink
+
+    def pause(self) -> None:
+        """Stop reading the upstream (the client is not keeping up); `wait()` returns."""
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+            self._wake()
+
+    def resume(self) -> None:
+        if self.reading_paused:
+            self.reading_paused = False
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if not self.busy or self.complete or self.error is not None:
+            self.abort()  # nobody asked: an idle connection must stay silent
+            return
+        self.received = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamError(f"malformed response: {exc}"))
+            self.abort()
+
+    def eof_received(self) -> bool:
+        if self.busy and self.head_done and not self.complete and self._ends_at_eof():
+            self._message_complete(keep_alive=False)
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.busy and not self.complete and self.error is None:
+            if self.head_done and self._ends_at_eof():
+                self._message_complete(keep_alive=False)
+            else:
+                reason = f": {exc}" if exc else ""
+                self._fail(UpstreamDisconnected(f"the upstream closed the connection{reason}"))
+        self._pool.lost(self)
+
+    def pause_writing(self) -> None:
+        pass  # request bodies are already in memory: nothing to hold back
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- httptools callbacks ---------------------------------------------------------
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.raw_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200 and status != 101:  # 100 Continue and friends: not the answer
+            self._interim = True
+            self.raw_headers = []
+            self.reason = b""
+            return
+        self.status = status
+        self.head_done = True
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        sink = self.sink
+        if sink is not None:
+            sink(body)
+        else:
+            self.pending.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        self._message_complete(self._parser.should_keep_alive())
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _message_complete(self, keep_alive: bool) -> None:
+        self.complete = True
+        self.keep_alive = keep_alive
+        self._wake()
+
+    def _ends_at_eof(self) -> bool:
+        """Is this a body delimited by the connection closing (no length, not chunked)?"""
+        for name, value in self.raw_headers:
+            lowered = name.lower()
+            if lowered == b"content-length" or (
+                lowered == b"transfer-encoding" and b"chunked" in value.lower()
+            ):
+                return False
+        return True
+
+    def _fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+        self._wake()
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if not self.head_done:
+            self._fail(HeadTimeout())
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def finish(self) -> None:
+        """The holder is done with this exchange (whatever its outcome)."""
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self.sink = None
+        self.pending = []
+
+
+class UpstreamPool:
+    """Idle connections per origin, most recently used first, closed after `keepalive`
+    seconds idle. At most `limit` connections are held at once (idle ones do not count,
+    as in aiohttp's connector); more callers wait for a turn, first come first served.
+    """
+
+    def __init__(self, *, limit: int = POOL_LIMIT, keepalive: float = KEEPALIVE_SECONDS) -> None:
+        self._idle: dict[Origin, list[UpstreamConnection]] = {}
+        self._limit = limit
+        self._keepalive = keepalive
+        self._busy = 0
+        self._turns: deque[asyncio.Future[None]] = deque()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    def idle(self, origin: Origin) -> int:
+        return len(self._idle.get(origin, ()))
+
+    async def acquire(
+        self, origin: Origin, connect_timeout: float | None, *, fresh: bool = False
+    ) -> UpstreamConnection:
+        """A connection to `origin`: an idle one (`reused` set) unless `fresh`, else a
+        new one. Every connection acquired must be given back with `release`."""
+        if self._busy >= self._limit or self._turns:
+            await self._wait_turn()
+        self._busy += 1
+        idle = self._idle.get(origin)
+        while idle and not fresh:
+            conn = idle.pop()
+            if not conn.closed:
+                conn.busy = True
+                conn.reused = True
+                return conn
+        try:
+            conn = await self._connect(origin, connect_timeout)
+        except BaseException:
+            self._busy -= 1
+            self._next_turn()
+            raise
+        conn.busy = True
+        return conn
+
+    async def _wait_turn(self) -> None:
+        turn = asyncio.get_running_loop().create_future()
+        self._turns.append(turn)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self._next_turn()  # given a turn while being cancelled: pass it on
+            else:
+                self._turns.remove(turn)
+            raise
+
+    def _next_turn(self) -> None:
+        while self._turns and self._busy < self._limit:
+            turn = self._turns.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+
+    async def _connect(self, origin: Origin, seconds: float | None) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        try:
+            # anyio's deadline, not asyncio.wait_for: on Python 3.11 that can swallow a
+            # cancellation arriving as the connection completes (the client left, and
+            # the request would go on without it)
+            with anyio.fail_after(seconds):
+                _, conn = await loop.create_connection(
+                    lambda: UpstreamConnection(self, origin), origin.host, origin.port
+                )
+        except TimeoutError:
+            raise UpstreamError(
+                f"cannot connect to {origin.host_header}: no connection within {seconds:g}s"
+            ) from None
+        except OSError as exc:
+            raise UpstreamError(f"cannot connect to {origin.host_header}: {exc}") from None
+        return conn
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Give `conn` back: idle again if its answer ended cleanly and it may be kept,
+        closed otherwise."""
+        conn.finish()
+        conn.busy = False
+        self._busy -= 1
+        if (
+            self._closed
+            or not conn.complete
+            or not conn.keep_alive
+            or conn.error is not None
+            or conn.reading_paused
+            or conn.closed
+        ):
+            conn.abort()
+        else:
+            loop = asyncio.get_running_loop()
+            conn.idle_since = loop.time()
+            self._idle.setdefault(conn.origin, []).append(conn)
+            if self._sweeper is None:
+                self._sweeper = loop.call_later(self._keepalive, self._sweep)
+        if self._turns:
+            self._next_turn()
+
+    def lost(self, conn: UpstreamConnection) -> None:
+        """A connection closed (either side): it is no longer idle."""
+        idle = self._idle.get(conn.origin)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        cutoff = loop.time() - self._keepalive
+        remaining = False
+        for conns in self._idle.values():
+            while conns and conns[0].idle_since <= cutoff:
+                conns.pop(0).abort()
+            remaining = remaining or bool(conns)
+        if remaining:
+            self._sweeper = loop.call_later(self._keepalive / 4, self._sweep)
+
+    def close(self) -> None:
+        """Close every idle connection; busy ones close when they are released."""
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for conns in list(self._idle.values()):
+            for conn in list(conns):
+                conn.abort()
+        self._idle.clear()
