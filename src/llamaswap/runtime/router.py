@@ -19,8 +19,8 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +106,43 @@ class _Shutdown:
     reply: Reply
 
 
+class LeaseHold:
+    """`async with router.lease(...)`: a class, not a generator-based context manager,
+    since every request enters one (asynccontextmanager costs an async generator)."""
+
+    __slots__ = ("_lease", "_router", "_ticket")
+
+    def __init__(self, router: RouterActor, ticket: Ticket) -> None:
+        self._router = router
+        self._ticket = ticket
+        self._lease: Lease | None = None
+
+    async def __aenter__(self) -> Lease:
+        router, ticket = self._router, self._ticket
+        if not router.post(_Submit(ticket, time.monotonic())):
+            raise ShuttingDown()
+        try:
+            outcome = await ticket.outcome()
+        except BaseException:
+            leftover = ticket.abandon()
+            if leftover is not None:
+                router.post(_Finish(leftover.request_id))
+            else:
+                router.post(_Cancel(ticket.request_id))
+            raise
+        ticket.abandon()
+        if isinstance(outcome, RoutingError):
+            raise outcome
+        self._lease = outcome
+        return outcome
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        lease = self._lease
+        if lease is not None:
+            self._lease = None
+            self._router.post(_Finish(lease.request_id))
+
+
 class RouterActor(Actor):
     """Routes requests to upstream processes. Start it with `await tg.start(router.run)`."""
 
@@ -178,8 +215,7 @@ class RouterActor(Actor):
         actor = self.processes.get(model)
         return actor.fault if actor else ""
 
-    @asynccontextmanager
-    async def lease(
+    def lease(
         self,
         model: str,
         *,
@@ -187,7 +223,7 @@ class RouterActor(Actor):
         on_admitted: Callable[[], None] | None = None,
         may_load: bool = True,
         keep_alive: float | None = None,
-    ) -> AsyncIterator[Lease]:
+    ) -> LeaseHold:
         """Wait for `model` and hold it while the body runs; raises RoutingError.
 
         `on_admitted` is called when the request passed admission but must wait (so a
@@ -200,24 +236,7 @@ class RouterActor(Actor):
         0: unload once idle; negative: never; None: its configured ttl).
         """
         ticket = Ticket(next(self._ids), model, on_position, on_admitted, may_load, keep_alive)
-        if not self.post(_Submit(ticket, time.monotonic())):
-            raise ShuttingDown()
-        try:
-            outcome = await ticket.outcome()
-        except BaseException:
-            leftover = ticket.abandon()
-            if leftover is not None:
-                self.post(_Finish(leftover.request_id))
-            else:
-                self.post(_Cancel(ticket.request_id))
-            raise
-        ticket.abandon()
-        if isinstance(outcome, RoutingError):
-            raise outcome
-        try:
-            yield outcome
-        finally:
-            self.post(_Finish(outcome.request_id))
+        return LeaseHold(self, ticket)
 
     async def load(self, model: str, keep_alive: float | None = None) -> None:
         """Load `model` as a request would (same policy), without sending it anything."""
