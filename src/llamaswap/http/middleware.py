@@ -40,10 +40,17 @@ def client_ip(request: web.Request) -> str:
 
 @web.middleware
 async def front_door(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One coroutine frame for every request: the checks are plain calls, the handler
+    is awaited once (each middleware layer or helper coroutine costs a frame)."""
     started = time.monotonic()
     status, size = 499, 0  # 499: the client left before an answer (nginx's convention)
     try:
-        response = await _shaped(request, handler)
+        try:
+            response = _refusal(request)
+            if response is None:
+                response = await handler(request)
+        except Exception as exc:
+            response = _shaped(request, exc)
         status, size = response.status, response.body_length
         if not size and isinstance(response, web.Response) and isinstance(response.body, bytes):
             size = len(response.body)
@@ -67,37 +74,54 @@ async def front_door(request: web.Request, handler: Handler) -> web.StreamRespon
             )
 
 
-async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own errors (404, 405, 413, ...) and our bugs as OpenAI-shaped bodies."""
-    try:
-        if request.method == "OPTIONS":
-            return preflight(request)
-        if "Origin" in request.headers or "Sec-Fetch-Site" in request.headers:
-            refused = policy_of(service_of(request).config).cross_site(request)
-            if refused is not None:
-                return error_response(request, 403, f"cross-site request refused: {refused}")
-        declared = request.content_length
-        if declared is not None and declared > service_of(request).max_body:
-            raise web.HTTPRequestEntityTooLarge(service_of(request).max_body, declared)
-        return await require_api_key(request, handler)
-    except Exception as exc:
-        if not isinstance(exc, web.HTTPException):
-            logging.getLogger("llamaswap.http").exception(
-                "%s %s failed", request.method, request.path
-            )
-            return error_response(request, 500, f"internal error: {type(exc).__name__}: {exc}")
-        if exc.status < 400:
-            raise
-        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
-        if exc.status == 413:
-            limit = service_of(request).max_body
-            message = f"request body is larger than the limit of {limit} bytes"
-        elif exc.status == 404:
-            message = f"no route for {request.method} {request.path}"
-        response = error_response(request, exc.status, message)
-        if exc.status == 405 and "Allow" in exc.headers:
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
+def _refusal(request: web.Request) -> web.StreamResponse | None:
+    """The answer for a request that goes no further (a preflight, a cross-site or
+    unauthenticated request), None to go on; a body over the limit raises 413."""
+    if request.method == "OPTIONS":
+        return preflight(request)
+    service = service_of(request)
+    headers = request.headers
+    if "Origin" in headers or "Sec-Fetch-Site" in headers:
+        refused = policy_of(service.config).cross_site(request)
+        if refused is not None:
+            return error_response(request, 403, f"cross-site request refused: {refused}")
+    declared = request.content_length
+    if declared is not None and declared > service.max_body:
+        raise web.HTTPRequestEntityTooLarge(service.max_body, declared)
+    keys = service.config.api_keys
+    if not keys or (request.method, request.path) in OPEN_PATHS:
+        return None
+    presented = presented_key(request)
+    if presented is None or not key_matches(presented, keys):
+        return error_response(
+            request,
+            401,
+            "unauthorized: invalid or missing API key",
+            headers={"WWW-Authenticate": 'Basic realm="llamaswap"'},
+        )
+    return None
+
+
+def _shaped(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """aiohttp's own errors (404, 405, 413, ...) and our bugs as OpenAI-shaped bodies;
+    an HTTP exception below 400 (a redirect) is raised again."""
+    if not isinstance(exc, web.HTTPException):
+        logging.getLogger("llamaswap.http").exception(
+            "%s %s failed", request.method, request.path, exc_info=exc
+        )
+        return error_response(request, 500, f"internal error: {type(exc).__name__}: {exc}")
+    if exc.status < 400:
+        raise exc
+    message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+    if exc.status == 413:
+        limit = service_of(request).max_body
+        message = f"request body is larger than the limit of {limit} bytes"
+    elif exc.status == 404:
+        message = f"no route for {request.method} {request.path}"
+    response = error_response(request, exc.status, message)
+    if exc.status == 405 and "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
 
 
 def preflight(request: web.Request) -> web.Response:
@@ -172,21 +196,6 @@ def key_matches(presented: str, keys: list[str]) -> bool:
     for key in keys:
         found |= hmac.compare_digest(given, key.encode())
     return found
-
-
-async def require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
-    keys = service_of(request).config.api_keys
-    if not keys or (request.method, request.path) in OPEN_PATHS:
-        return await handler(request)
-    presented = presented_key(request)
-    if presented is None or not key_matches(presented, keys):
-        return error_response(
-            request,
-            401,
-            "unauthorized: invalid or missing API key",
-            headers={"WWW-Authenticate": 'Basic realm="llamaswap"'},
-        )
-    return await handler(request)
 
 
 MIDDLEWARES = [front_door]
