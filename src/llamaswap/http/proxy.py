@@ -30,7 +30,7 @@ from .relay import CLIENT_CLOSED as CLIENT_CLOSED  # 499, nginx's "client closed
 from .relay import TAIL_BYTES as TAIL_BYTES  # the bounded tail kept for token usage
 from .relay import Broken, keep, open_exchange, relay
 from .service import service_of
-from .upstream import split_url
+from .upstream import Origin, split_base, split_url
 
 HOP_BY_HOP = frozenset(
     {
@@ -58,6 +58,17 @@ def _listed_in_connection(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> 
     }
 
 
+# what never goes upstream, by whether apiKeys are set and the body was decoded
+_REQUEST_DROPS = {
+    (keys, decoded): HOP_BY_HOP
+    | {"host", "content-length"}
+    | (CREDENTIALS if keys else frozenset())
+    | ({"content-encoding"} if decoded else frozenset())
+    for keys in (False, True)
+    for decoded in (False, True)
+}
+
+
 def upstream_request_headers(
     request: web.Request, *, extra_drop: frozenset[str] = frozenset()
 ) -> CIMultiDict[str]:
@@ -66,17 +77,17 @@ def upstream_request_headers(
     With `apiKeys` configured the client's credentials were for llamaswap, so they are
     dropped (llama-swap does the same); without keys they are the upstream's business.
     """
-    drop = HOP_BY_HOP | _listed_in_connection(request.headers) | {"host", "content-length"}
-    drop |= extra_drop
-    if service_of(request).config.api_keys:
-        drop |= CREDENTIALS
-    if body_was_decoded(request):
-        drop |= {"content-encoding"}
+    headers = request.headers
+    drop = _REQUEST_DROPS[bool(service_of(request).config.api_keys), body_was_decoded(request)]
+    if extra_drop:
+        drop = drop | extra_drop
+    if "Connection" in headers:
+        drop = drop | _listed_in_connection(headers)
     out: CIMultiDict[str] = CIMultiDict(
-        (name, value) for name, value in request.headers.items() if name.lower() not in drop
+        [(name, value) for name, value in headers.items() if name.lower() not in drop]
     )
     peer = request.remote or ""
-    forwarded = request.headers.get("X-Forwarded-For")
+    forwarded = headers.get("X-Forwarded-For")
     out["X-Forwarded-For"] = f"{forwarded}, {peer}" if forwarded else peer
     return out
 
@@ -160,9 +171,24 @@ async def forward(
     Plain http:// upstreams go through the connection pool (`upstream.py`, `relay.py`);
     HTTPS ones and HEAD requests through `client`, aiohttp's.
     """
+    split = split_url(url) if request.method != "HEAD" else None
+    return await _forward(request, client, url, split, body, exchange, headers, timeouts, prepared)
+
+
+async def _forward(
+    request: web.Request,
+    client: aiohttp.ClientSession,
+    url: str,
+    split: tuple[Origin, str] | None,
+    body: bytes,
+    exchange: Exchange,
+    headers: CIMultiDict[str] | None,
+    timeouts: Timeouts | None,
+    prepared: web.StreamResponse | None,
+) -> web.StreamResponse:
+    """`forward` once the URL is split (None: through aiohttp's client)."""
     send_headers = headers if headers is not None else upstream_request_headers(request)
     exchange.response = prepared
-    split = split_url(url) if request.method != "HEAD" else None
     if split is None:
         return await _forward_with_client(
             request, client, url, body, exchange, send_headers, timeouts, prepared
@@ -267,16 +293,15 @@ async def forward_leased(
     prepared: web.StreamResponse | None = None,
 ) -> web.StreamResponse:
     """`forward` to a leased upstream; a lease the router revokes ends the request."""
+    url = lease.proxy.rstrip("/") + path
+    split = None
+    if request.method != "HEAD":
+        base = split_base(lease.proxy) if path.startswith("/") else None
+        # the base is parsed once per upstream, not per request
+        split = (base[0], base[1] + path) if base is not None else split_url(url)
     with lease.scope:
-        return await forward(
-            request,
-            client,
-            lease.proxy.rstrip("/") + path,
-            body,
-            exchange,
-            headers=headers,
-            timeouts=timeouts,
-            prepared=prepared,
+        return await _forward(
+            request, client, url, split, body, exchange, headers, timeouts, prepared
         )
     return await end_broken(request, exchange, cut_short(lease.model, lease.revoked), 503)
 

@@ -20,6 +20,7 @@ from multidict import CIMultiDict
 from llamaswap.config import Timeouts
 
 from . import stalls
+from .sent import SentResponse
 from .upstream import (
     IDEMPOTENT,
     HeadTimeout,
@@ -32,36 +33,46 @@ from .upstream import (
 )
 
 if TYPE_CHECKING:
-    from .proxy import Exchange, Watcher
+    from .proxy import Exchange
 
 LARGE_PIECE = 16 * 1024  # framed with writelines (no copy) from this size
 TAIL_BYTES = 16 * 1024  # the end of each answer is kept, for token usage
-HEAD_ALLOWANCE = 2048  # bytes a response head may add to a write (for the stall rule)
 CLIENT_CLOSED = 499  # nginx's "client closed request"
 
 
-def response_headers(
-    raw: list[tuple[bytes, bytes]], hop_by_hop: frozenset[str]
-) -> tuple[CIMultiDict[str], bool]:
-    """The upstream's headers for the client, minus hop-by-hop ones and those its
-    Connection header lists; and whether the answer is an event stream."""
+_NAMES: dict[bytes, tuple[str, str]] = {}  # header name -> (as sent, lowered), bounded
+_NAMES_KEPT = 512
+
+
+def _name(raw: bytes) -> tuple[str, str]:
+    known = _NAMES.get(raw)
+    if known is None:
+        key = raw.decode("latin-1")
+        known = (key, key.lower())
+        if len(_NAMES) < _NAMES_KEPT:  # the names come from upstreams: keep a bounded set
+            _NAMES[raw] = known
+    return known
+
+
+def copy_headers(
+    into: CIMultiDict[str], raw: list[tuple[bytes, bytes]], hop_by_hop: frozenset[str]
+) -> bool:
+    """Add the upstream's headers for the client, minus hop-by-hop ones and those its
+    Connection header lists; returns whether the answer is an event stream."""
     decoded: list[tuple[str, str, str]] = []
     listed: set[str] = set()
     for name, value in raw:
         text = value.decode("utf-8", "surrogateescape")
-        key = name.decode("latin-1")
-        lowered = key.lower()
+        key, lowered = _name(name)
         if lowered == "connection":
             listed.update(token.strip().lower() for token in text.split(","))
         decoded.append((key, text, lowered))
     drop = hop_by_hop | listed if listed else hop_by_hop
-    out: CIMultiDict[str] = CIMultiDict(
-        (key, text) for key, text, lowered in decoded if lowered not in drop
-    )
-    is_sse = "text/event-stream" in out.get("Content-Type", "")
+    into.extend([(key, text) for key, text, lowered in decoded if lowered not in drop])
+    is_sse = "text/event-stream" in into.get("Content-Type", "")
     if is_sse:
-        out["X-Accel-Buffering"] = "no"
-    return out, is_sse
+        into["X-Accel-Buffering"] = "no"
+    return is_sse
 
 
 class Broken(Exception):
@@ -181,16 +192,18 @@ async def relay(
     upstream fails mid-answer; returns the response otherwise (also when the client
     left or stalled: `exchange.status` says so)."""
     exchange.status = conn.status
-    headers, exchange.is_sse = response_headers(conn.raw_headers, hop_by_hop)
     watcher = exchange.watcher
     seconds = stalls.write_timeout(request)
+    reason = conn.reason.decode("utf-8", "surrogateescape")
     if prepared is None and conn.complete and conn.error is None:
-        return await _whole(request, conn, exchange, headers, watcher, seconds)
+        return await _whole(request, conn, exchange, reason, hop_by_hop, seconds)
     response = prepared
     if response is None:
-        reason = conn.reason.decode("utf-8", "surrogateescape")
-        response = web.StreamResponse(status=conn.status, reason=reason, headers=headers)
+        response = web.StreamResponse(status=conn.status, reason=reason)
+        exchange.is_sse = copy_headers(response.headers, conn.raw_headers, hop_by_hop)
         exchange.response = response
+    else:
+        exchange.is_sse = "text/event-stream" in _content_type(conn.raw_headers)
     writer = await response.prepare(request)
     assert writer is not None, "a response the client is still reading"
     if watcher is not None:
@@ -211,7 +224,7 @@ async def relay(
             conn.resume()
             continue
         await conn.wait()
-    await _eof(request, response, seconds)
+    await stalls.write_eof(request, response, seconds)
     return response
 
 
@@ -219,32 +232,30 @@ async def _whole(
     request: web.Request,
     conn: UpstreamConnection,
     exchange: Exchange,
-    headers: CIMultiDict[str],
-    watcher: Watcher | None,
+    reason: str,
+    hop_by_hop: frozenset[str],
     seconds: float | None,
 ) -> web.StreamResponse:
     """An answer that arrived whole: head and body in one write, with its length."""
     body = b"".join(conn.pending) if len(conn.pending) != 1 else conn.pending[0]
-    headers.popall("Content-Length", None)
-    reason = conn.reason.decode("utf-8", "surrogateescape")
-    response = web.Response(status=conn.status, reason=reason, headers=headers, body=body)
+    response = SentResponse(conn.status, reason)
+    exchange.is_sse = copy_headers(response.headers, conn.raw_headers, hop_by_hop)
     exchange.response = response
-    await response.prepare(request)
+    await response.send(request, body)
+    if request.protocol.writing_paused:
+        await stalls.within(request, seconds, request.writer.drain())
+    watcher = exchange.watcher
     if watcher is not None:
         watcher.headers(response.headers)
-    await _eof(request, response, seconds, len(body) + HEAD_ALLOWANCE)
-    if body:
-        if watcher is not None:
+        if body:
             watcher.sent(len(body))
+    if body:
         keep(exchange, body)
     return response
 
 
-async def _eof(
-    request: web.Request, response: web.StreamResponse, seconds: float | None, size: int = 8
-) -> None:
-    """`write_eof`, with the write-timeout timer only when the write may have to wait."""
-    if seconds is None or stalls.cannot_wait(request, size):
-        await response.write_eof()
-    else:
-        await stalls.write_eof(request, response, seconds)
+def _content_type(raw: list[tuple[bytes, bytes]]) -> str:
+    for name, value in raw:
+        if name.lower() == b"content-type":
+            return value.decode("latin-1")
+    return ""

@@ -87,20 +87,42 @@ def split_url(url: str) -> tuple[Origin, str] | None:
     return origin, target
 
 
+@functools.lru_cache(maxsize=1024)
+def split_base(base: str) -> tuple[Origin, str] | None:
+    """(origin, path prefix without a trailing slash) of an upstream's base URL (a
+    model's `proxy`); None when it is not plain http:// or carries a query."""
+    split = split_url(base.rstrip("/"))
+    if split is None or "?" in split[1] or "#" in base:
+        return None
+    origin, prefix = split
+    return origin, prefix.rstrip("/")
+
+
 def encode_request(
     method: str, target: str, origin: Origin, headers: CIMultiDict[str], body: bytes
 ) -> bytes:
     """The request head as aiohttp's client wrote it: Host first (the caller's, if it
     gave one), the caller's headers in order, then `Accept: */*`, `Content-Length`
     and `Content-Type: application/octet-stream` where aiohttp added them."""
-    host = headers.get("Host", origin.host_header)
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
-    lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() != "host"]
-    if "Accept" not in headers:
+    host = origin.host_header
+    lines = [f"{method} {target} HTTP/1.1", ""]
+    accept = content_type = False
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered == "host":
+            host = value
+            continue
+        if lowered == "accept":
+            accept = True
+        elif lowered == "content-type":
+            content_type = True
+        lines.append(f"{name}: {value}")
+    lines[1] = f"Host: {host}"
+    if not accept:
         lines.append("Accept: */*")
     if body or method not in NO_LENGTH_METHODS:
         lines.append(f"Content-Length: {len(body)}")
-    if (body or method in BODY_METHODS) and "Content-Type" not in headers:
+    if (body or method in BODY_METHODS) and not content_type:
         lines.append("Content-Type: application/octet-stream")
     lines.append("\r\n")
     head = "\r\n".join(lines)
@@ -118,8 +140,9 @@ class UpstreamConnection(asyncio.Protocol):
     holder must act on happened: the head, the end, an error, or a paused sink.
     """
 
-    def __init__(self, pool: UpstreamPool, origin: Origin) -> None:
+    def __init__(self, pool: UpstreamPool, origin: Origin, loop: asyncio.AbstractEventLoop) -> None:
         self._pool = pool
+        self._loop = loop  # kept: on Python 3.11 each get_running_loop() is a getpid()
         self.origin = origin
         self.transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
@@ -159,15 +182,14 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             self.transport.write(data + body)
         if head_timeout:
-            loop = asyncio.get_running_loop()
-            self._head_timer = loop.call_later(head_timeout, self._head_late)
+            self._head_timer = self._loop.call_later(head_timeout, self._head_late)
 
     async def wait(self) -> None:
         """Until the head, the end, an error or a pause happens (returns at once if one
         is pending)."""
         if self._ready():
             return
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        waiter = self._waiter = self._loop.create_future()
         try:
             await waiter
         finally:
@@ -333,6 +355,7 @@ class UpstreamPool:
         self._turns: deque[asyncio.Future[None]] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the first use
 
     @property
     def busy(self) -> int:
@@ -346,6 +369,8 @@ class UpstreamPool:
     ) -> UpstreamConnection:
         """A connection to `origin`: an idle one (`reused` set) unless `fresh`, else a
         new one. Every connection acquired must be given back with `release`."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         if self._busy >= self._limit or self._turns:
             await self._wait_turn()
         self._busy += 1
@@ -366,7 +391,8 @@ class UpstreamPool:
         return conn
 
     async def _wait_turn(self) -> None:
-        turn = asyncio.get_running_loop().create_future()
+        assert self._loop is not None
+        turn = self._loop.create_future()
         self._turns.append(turn)
         try:
             await turn
@@ -385,14 +411,15 @@ class UpstreamPool:
                 return
 
     async def _connect(self, origin: Origin, seconds: float | None) -> UpstreamConnection:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None
         try:
             # anyio's deadline, not asyncio.wait_for: on Python 3.11 that can swallow a
             # cancellation arriving as the connection completes (the client left, and
             # the request would go on without it)
             with anyio.fail_after(seconds):
                 _, conn = await loop.create_connection(
-                    lambda: UpstreamConnection(self, origin), origin.host, origin.port
+                    lambda: UpstreamConnection(self, origin, loop), origin.host, origin.port
                 )
         except TimeoutError:
             raise UpstreamError(
@@ -418,7 +445,7 @@ class UpstreamPool:
         ):
             conn.abort()
         else:
-            loop = asyncio.get_running_loop()
+            loop = conn._loop
             conn.idle_since = loop.time()
             self._idle.setdefault(conn.origin, []).append(conn)
             if self._sweeper is None:
@@ -434,7 +461,8 @@ class UpstreamPool:
 
     def _sweep(self) -> None:
         self._sweeper = None
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None
         cutoff = loop.time() - self._keepalive
         remaining = False
         for conns in self._idle.values():

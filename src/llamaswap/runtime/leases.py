@@ -63,6 +63,7 @@ class Ticket:
     """
 
     __slots__ = (
+        "_loop",
         "_outcome",
         "_waiter",
         "abandoned",
@@ -82,7 +83,9 @@ class Ticket:
         on_admitted: Callable[[], None] | None = None,
         may_load: bool = True,
         keep_alive: float | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        self._loop = loop  # the router's: on Python 3.11 get_running_loop() is a getpid()
         self.request_id = request_id
         self.model = model
         self.may_load = may_load
@@ -117,7 +120,8 @@ class Ticket:
 
     async def outcome(self) -> Outcome:
         if self._outcome is None:
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            loop = self._loop or asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
             try:
                 await waiter
             finally:

@@ -15,6 +15,7 @@ generated from `spec/router.fsm.yaml` and owned by the scheduler.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -183,6 +184,7 @@ class RouterActor(Actor):
         self._shutdown_replies: list[Reply] = []
         self._shutdown_grace: float | None = None
         self._finished = False  # the router machine reached shutdown (after_transition)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it runs in
 
     # -- public API (safe from any task in the event loop) ----------------------------------
 
@@ -235,7 +237,9 @@ class RouterActor(Actor):
         `keep_alive` sets the model's idle time from the end of this request (seconds;
         0: unload once idle; negative: never; None: its configured ttl).
         """
-        ticket = Ticket(next(self._ids), model, on_position, on_admitted, may_load, keep_alive)
+        ticket = Ticket(
+            next(self._ids), model, on_position, on_admitted, may_load, keep_alive, self._loop
+        )
         return LeaseHold(self, ticket)
 
     async def load(self, model: str, keep_alive: float | None = None) -> None:
@@ -276,6 +280,7 @@ class RouterActor(Actor):
         return self._finished
 
     def on_started(self) -> None:
+        self._loop = asyncio.get_running_loop()
         for model in self.config.models.values():
             self._add_process(model)
         self._preload(self.config)
