@@ -252,3 +252,32 @@ async def test_a_client_connection_stays_open_across_whole_answers() -> None:
                 assert b"Connection: close" not in response_head
                 assert await reader.readexactly(2) == b"ok"
         writer.close()
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_an_unload_cuts_a_forwarded_answer_short(stream: bool) -> None:
+    """The router revokes the lease: an event stream ends with an error event and
+    [DONE], any other answer is cut; the upstream connection is closed either way."""
+    never = asyncio.Event()
+    kind = "text/event-stream" if stream else "application/octet-stream"
+    answer: Answer = (
+        [
+            head("200 OK", f"Content-Type: {kind}", "Transfer-Encoding: chunked"),
+            chunk(b"data: a\n\n"),
+            never,
+        ],
+        False,
+    )
+    async with through(lambda seen: answer) as (upstream, server, http):
+        async with http.post(server.url + CHAT, json=chat("m", stream=stream)) as r:
+            assert await r.content.readuntil(b"\n\n") == b"data: a\n\n"
+            await server.service.router.unload(["m"])
+            if stream:
+                events = await sse_events(r)
+                assert "cut short" in json.loads(events[0].data)["error"]["message"]
+                assert events[-1].data == "[DONE]"
+            else:
+                with pytest.raises(aiohttp.ClientPayloadError):
+                    await r.read()
+        await upstream.wait_closed()
+        assert not server.service.router.snapshot.in_flight
