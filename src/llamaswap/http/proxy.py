@@ -10,6 +10,7 @@ Only a bounded tail of the response is kept, to read token usage after the strea
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -299,10 +300,22 @@ async def forward_leased(
         base = split_base(lease.proxy) if path.startswith("/") else None
         # the base is parsed once per upstream, not per request
         split = (base[0], base[1] + path) if base is not None else split_url(url)
-    with lease.scope:
+    if lease.revoked:  # revoked before it started
+        return await end_broken(request, exchange, cut_short(lease.model, lease.revoked), 503)
+    # the router's revocation cancels this task (Lease.hold): an anyio cancel scope per
+    # request costs more than the rest of the lease
+    task = asyncio.current_task()
+    assert task is not None
+    lease.hold(task)
+    try:
         return await _forward(
             request, client, url, split, body, exchange, headers, timeouts, prepared
         )
+    except asyncio.CancelledError:
+        if not lease.unhold() or task.uncancel() > 0:
+            raise  # not revoked, or cancelled for another reason too (the client left)
+    finally:
+        lease.unhold()
     return await end_broken(request, exchange, cut_short(lease.model, lease.revoked), 503)
 
 
