@@ -166,6 +166,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.sink: Sink | None = None
         self.reading_paused = False
         self._interim = False
+        self._batch: list[bytes] | None = None  # pieces of the read being parsed
 
     # -- the holder's side -----------------------------------------------------------
 
@@ -207,8 +208,8 @@ class UpstreamConnection(asyncio.Protocol):
         """From now on body pieces go to `sink` as they are parsed; those kept so far
         first."""
         pending, self.pending = self.pending, []
-        for piece in pending:
-            sink(piece)
+        if pending:
+            sink(pending[0] if len(pending) == 1 else b"".join(pending))
         self.sink = sink
 
     def pause(self) -> None:
@@ -238,11 +239,23 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()  # nobody asked: an idle connection must stay silent
             return
         self.received = True
+        # the pieces parsed from one read go to the sink together: a read holding
+        # several chunks of a stream costs the client one write, not one each
+        batch = self._batch = []
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
+            self._flush(batch)
             self._fail(UpstreamError(f"malformed response: {exc}"))
             self.abort()
+        else:
+            self._flush(batch)
+
+    def _flush(self, batch: list[bytes]) -> None:
+        self._batch = None
+        sink = self.sink
+        if batch and sink is not None:
+            sink(batch[0] if len(batch) == 1 else b"".join(batch))
 
     def eof_received(self) -> bool:
         if self.busy and self.head_done and not self.complete and self._ends_at_eof():
@@ -288,11 +301,12 @@ class UpstreamConnection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
-        sink = self.sink
-        if sink is not None:
-            sink(body)
-        else:
+        if self.sink is None:
             self.pending.append(body)
+        elif self._batch is not None:
+            self._batch.append(body)
+        else:
+            self.sink(body)
 
     def on_message_complete(self) -> None:
         if self._interim:
