@@ -241,7 +241,8 @@ class Metrics:
             models = self._gauged = models | queued.keys() | in_flight.keys()
         for model in models:
             counts = (queued.get(model, 0), in_flight.get(model, 0))
-            if last.get(model) == counts:
+            before = last.get(model)
+            if before == counts:
                 continue
             last[model] = counts
             series = self._count_series.get(model)
@@ -250,8 +251,10 @@ class Metrics:
                     self.queue_length.labels(model),
                     self.in_flight.labels(model),
                 )
-            series[0].set(counts[0])
-            series[1].set(counts[1])
+            if before is None or before[0] != counts[0]:  # each set takes a lock
+                series[0].set(counts[0])
+            if before is None or before[1] != counts[1]:
+                series[1].set(counts[1])
 
     def _set_state(self, model: str, current: str) -> None:
         for state in self.states:

@@ -104,25 +104,18 @@ def encode_request(
     """The request head as aiohttp's client wrote it: Host first (the caller's, if it
     gave one), the caller's headers in order, then `Accept: */*`, `Content-Length`
     and `Content-Type: application/octet-stream` where aiohttp added them."""
-    host = origin.host_header
-    lines = [f"{method} {target} HTTP/1.1", ""]
-    accept = content_type = False
-    for name, value in headers.items():
-        lowered = name.lower()
-        if lowered == "host":
-            host = value
-            continue
-        if lowered == "accept":
-            accept = True
-        elif lowered == "content-type":
-            content_type = True
-        lines.append(f"{name}: {value}")
-    lines[1] = f"Host: {host}"
-    if not accept:
+    if "Host" in headers:  # passthrough routes send the client's own
+        host = headers["Host"]
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+        lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() != "host"]
+    else:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {origin.host_header}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+    if "Accept" not in headers:
         lines.append("Accept: */*")
     if body or method not in NO_LENGTH_METHODS:
         lines.append(f"Content-Length: {len(body)}")
-    if (body or method in BODY_METHODS) and not content_type:
+    if (body or method in BODY_METHODS) and "Content-Type" not in headers:
         lines.append("Content-Type: application/octet-stream")
     lines.append("\r\n")
     head = "\r\n".join(lines)
