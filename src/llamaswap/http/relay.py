@@ -59,16 +59,20 @@ def copy_headers(
 ) -> bool:
     """Add the upstream's headers for the client, minus hop-by-hop ones and those its
     Connection header lists; returns whether the answer is an event stream."""
-    decoded: list[tuple[str, str, str]] = []
-    listed: set[str] = set()
+    kept: list[tuple[str, str, str]] = []
+    listed: set[str] | None = None
     for name, value in raw:
-        text = value.decode("utf-8", "surrogateescape")
         key, lowered = _name(name)
-        if lowered == "connection":
-            listed.update(token.strip().lower() for token in text.split(","))
-        decoded.append((key, text, lowered))
-    drop = hop_by_hop | listed if listed else hop_by_hop
-    into.extend([(key, text) for key, text, lowered in decoded if lowered not in drop])
+        if lowered in hop_by_hop:
+            if lowered == "connection":
+                tokens = value.decode("latin-1").split(",")
+                listed = (listed or set()) | {token.strip().lower() for token in tokens}
+            continue
+        kept.append((key, value.decode("utf-8", "surrogateescape"), lowered))
+    if listed:  # the names the Connection header lists are hop-by-hop too
+        into.extend([(key, text) for key, text, lowered in kept if lowered not in listed])
+    else:
+        into.extend([(key, text) for key, text, _ in kept])
     is_sse = "text/event-stream" in into.get("Content-Type", "")
     if is_sse:
         into["X-Accel-Buffering"] = "no"
