@@ -261,8 +261,11 @@ async def measure(
         await wait_until_up(http, urls["llamaswap"])
         await post_once(http, urls["llamaswap"])  # loads the model
         await wait_until_up(http, urls["baseline"])
-        for url in urls.values():  # warm every path
+        for url in urls.values():  # warm every path, its connection pools included
             await sequential(http, url, 50)
+            await concurrent(http, url, 320, 16)
+            if "streams" in options.only:
+                await stream_rate(wide, url, STREAMS, 1)
         per_round = []
         for index in range(options.rounds):
             order = PATHS[index % 3 :] + PATHS[: index % 3]
