@@ -344,3 +344,29 @@ async def test_idle_connections_are_closed_after_the_keepalive() -> None:
         await upstream.wait_closed(within=2)
         assert pool.idle(conn.origin) == 0
         pool.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        pytest.param(
+            framed(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"
+            ),
+            "malformed response",
+            id="an-upgrade-nobody-asked-for",
+        ),
+        pytest.param(
+            framed(b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"a" * 70_000 + b"\r\n\r\n"),
+            "response head larger than 65536 bytes",
+            id="a-head-past-the-limit",
+        ),
+    ],
+)
+async def test_answers_that_cannot_be_relayed_are_a_502(answer: Answer, message: str) -> None:
+    pool = UpstreamPool()
+    async with raw_upstream(lambda seen: answer) as upstream:
+        with pytest.raises(Broken, match=message) as error:
+            await exchange(pool, upstream)
+        assert error.value.status == 502 and pool.busy == 0
+        pool.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ BODY_METHODS = frozenset({"PATCH", "POST", "PUT"})
 NO_LENGTH_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 WRITELINES_FROM = 16 * 1024  # bodies at least this large are not copied into the head
+MAX_HEAD_BYTES = 64 * 1024  # status line and headers of one answer
+
+log = logging.getLogger("llamaswap.http")
 
 Sink = Callable[[bytes], None]
 
@@ -46,6 +50,10 @@ class UpstreamDisconnected(UpstreamError):
 
 class HeadTimeout(Exception):
     """No response head within `responseHeader` seconds."""
+
+
+class HeadTooLarge(Exception):
+    """The response head is past MAX_HEAD_BYTES (aiohttp's client had line limits)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +168,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.reading_paused = False
         self._interim = False
         self._batch: list[bytes] | None = None  # pieces of the read being parsed
+        self._head_bytes = 0
 
     # -- the holder's side -----------------------------------------------------------
 
@@ -237,9 +246,16 @@ class UpstreamConnection(asyncio.Protocol):
         batch = self._batch = []
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except httptools.HttpParserCallbackError as exc:
             self._flush(batch)
-            self._fail(UpstreamError(f"malformed response: {exc}"))
+            cause = exc.__context__ or exc
+            if not isinstance(cause, HeadTooLarge):
+                log.error("relaying an upstream answer failed", exc_info=cause)
+            self._fail(UpstreamError(f"cannot relay the response: {cause}"))
+            self.abort()
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._flush(batch)
+            self._fail(UpstreamError(f"malformed response: {exc!r}"))
             self.abort()
         else:
             self._flush(batch)
@@ -275,9 +291,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
+        self._head_bytes += len(reason)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.raw_headers.append((name, value))
+        self._head_bytes += len(name) + len(value)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise HeadTooLarge(f"response head larger than {MAX_HEAD_BYTES} bytes")
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -285,6 +305,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._interim = True
             self.raw_headers = []
             self.reason = b""
+            self._head_bytes = 0
             return
         self.status = status
         self.head_done = True
