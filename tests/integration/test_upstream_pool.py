@@ -16,12 +16,12 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from llamaswap.config import Timeouts
+from llamaswap.http.pool import UpstreamPool
 from llamaswap.http.relay import Broken, open_exchange
 from llamaswap.http.upstream import (
     HeadTimeout,
     Origin,
     UpstreamConnection,
-    UpstreamPool,
     encode_request,
     split_base,
     split_url,

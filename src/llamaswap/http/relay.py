@@ -20,6 +20,7 @@ from multidict import CIMultiDict
 from llamaswap.config import Timeouts
 
 from . import stalls
+from .pool import UpstreamPool
 from .sent import SentResponse
 from .upstream import (
     IDEMPOTENT,
@@ -28,7 +29,6 @@ from .upstream import (
     UpstreamConnection,
     UpstreamDisconnected,
     UpstreamError,
-    UpstreamPool,
     encode_request,
 )
 

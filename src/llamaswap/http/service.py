@@ -19,7 +19,7 @@ from llamaswap.runtime.logs import LogRing
 from llamaswap.runtime.router import RouterActor
 
 from .naming import Selectors
-from .upstream import UpstreamPool
+from .pool import UpstreamPool
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 
