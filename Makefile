@@ -7,8 +7,9 @@ RUN_STAMP := $(VENV)/.installed-run
 E2E_STAMP := $(VENV)/.installed-e2e
 CHROMIUM ?= /usr/bin/chromium
 SOAK_SECONDS ?= 120
+BENCH_ROUNDS ?= 5
 
-.PHONY: venv run test lint diagrams browser-deps system-deps e2e e2e-build bench clean
+.PHONY: venv run test lint diagrams browser-deps system-deps e2e e2e-build bench bench-proxy clean
 
 # `make run` installs only what running needs (the first answer comes fast); the tests'
 # tools come on top of it.
@@ -73,10 +74,15 @@ e2e: $(E2E_STAMP) e2e-build
 bench: $(E2E_STAMP) e2e-build
 	$(BIN)/python benchmarks/readiness.py
 	$(BIN)/python benchmarks/scheduler.py
-	$(BIN)/python benchmarks/proxy.py
+	$(BIN)/python benchmarks/proxy.py --rounds $(BENCH_ROUNDS)
 	$(BIN)/python benchmarks/real_readiness.py
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/idle_rss.py
+
+# The proxy overhead alone, no llama-server build (about 1 minute a round):
+# make bench-proxy BENCH_ROUNDS=7
+bench-proxy: $(STAMP)
+	$(BIN)/python benchmarks/proxy.py --rounds $(BENCH_ROUNDS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

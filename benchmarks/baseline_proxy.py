@@ -2,7 +2,8 @@
 
 It does what any Python proxy must (read the request, forward it with one shared
 ClientSession, stream the answer back) and nothing llamaswap adds (routing, leases,
-auth, logs, metrics, filters). Run by the benchmark, not by users:
+auth, logs, metrics, filters). It runs on uvloop, as llamaswap does by default, so the
+comparison is like for like. Run by the benchmark, not by users:
 
     python benchmarks/baseline_proxy.py PORT UPSTREAM_URL
 """
@@ -13,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator
 
 import aiohttp
+import uvloop
 from aiohttp import web
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -52,7 +54,14 @@ def main() -> None:
     app.cleanup_ctx.append(session)
     app.router.add_post("/v1/chat/completions", forward)
     app.router.add_get("/health", health)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+    web.run_app(
+        app,
+        host="127.0.0.1",
+        port=port,
+        access_log=None,
+        print=None,
+        loop=uvloop.new_event_loop(),
+    )
 
 
 if __name__ == "__main__":

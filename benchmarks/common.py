@@ -63,10 +63,17 @@ def save(name: str, results: dict[str, Any]) -> Path:
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    """CPU time of a process: the scheduler's nanosecond count summed over its threads
+    (/proc/<pid>/task/*/schedstat), else user + system ticks (10 ms steps)."""
+    try:
+        total = 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+        return total / 1e9
+    except (OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
 
 
 def process_rss_bytes(pid: int) -> int:

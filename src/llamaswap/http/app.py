@@ -59,6 +59,7 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     yield
     await service.http_client.close()
     service.http_client = None
+    service.upstream_pool.close()
 
 
 async def serve(

@@ -25,9 +25,10 @@ Rules (llama-swap's `internal/server/inflight.go`):
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -47,11 +48,34 @@ SENSITIVE = frozenset({"authorization", "proxy-authorization", "cookie", "set-co
 REDACTED = "[REDACTED]"
 
 
-@dataclass(frozen=True, slots=True)
 class InflightChanged:
-    """One llama-swap `InFlightRequestsEvent`, ready to encode."""
+    """One llama-swap `InFlightRequestsEvent`, ready to encode.
 
-    payload: dict[str, Any]
+    An upsert's payload is built when first read, from the values the entry had when
+    it was published: only /api/events subscribers read it, so a request nobody
+    watches does not pay for three JSON documents and two header maps.
+    """
+
+    __slots__ = ("_build", "_payload")
+
+    def __init__(
+        self,
+        payload: dict[str, Any] | None = None,
+        *,
+        build: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self._payload = payload
+        self._build = build
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        if self._payload is None:
+            assert self._build is not None, "an event with neither a payload nor a builder"
+            self._payload, self._build = self._build(), None
+        return self._payload
+
+    def __repr__(self) -> str:
+        return f"InflightChanged({self.payload!r})"
 
 
 def canonical(name: str) -> str:
@@ -75,36 +99,52 @@ def _rfc3339(moment: float) -> str:
 
 @dataclass(eq=False)
 class Entry:
-    """One tracked request (rule 3)."""
+    """One tracked request (rule 3). Headers are kept as they came and mapped (rule 3's
+    canonical names, credentials redacted) only when the entry is shown."""
 
     id: str
     model: str
     req_path: str
     method: str
-    req_headers: dict[str, str]
+    request_headers: Mapping[str, str]
     remote_ip: str
     metadata: dict[str, str]
     tracker: InflightTracker
     started_at: float = field(default_factory=time.time)
     started: float = field(default_factory=time.monotonic)
-    resp_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: Mapping[str, str] | None = None
     resp_bytes: int = 0
     last_emitted: float = field(default_factory=time.monotonic)
     cancel_requested: bool = False
     scope: anyio.CancelScope | None = None
 
+    @property
+    def req_headers(self) -> dict[str, str]:
+        return header_map(self.request_headers)
+
+    @property
+    def resp_headers(self) -> dict[str, str]:
+        return header_map(self.response_headers) if self.response_headers is not None else {}
+
     def as_json(self) -> dict[str, Any]:
+        return self.shown(time.monotonic(), self.response_headers, self.resp_bytes)
+
+    def shown(
+        self, at: float, response_headers: Mapping[str, str] | None, resp_bytes: int
+    ) -> dict[str, Any]:
+        """The entry as llama-swap shows it, as it was at `at` (monotonic) with those
+        response headers and bytes."""
         entry: dict[str, Any] = {
             "id": self.id,
             "timestamp": _rfc3339(self.started_at),
             "model": self.model,
             "req_path": self.req_path,
             "method": self.method,
-            "req_headers": dict(self.req_headers),
+            "req_headers": self.req_headers,
             "remote_ip": self.remote_ip,
-            "resp_headers": dict(self.resp_headers),
-            "resp_bytes": self.resp_bytes,
-            "elapsed_ms": max(0, int((time.monotonic() - self.started) * 1000)),
+            "resp_headers": header_map(response_headers) if response_headers is not None else {},
+            "resp_bytes": resp_bytes,
+            "elapsed_ms": max(0, int((at - self.started) * 1000)),
         }
         if self.metadata:
             entry["metadata"] = dict(self.metadata)
@@ -112,7 +152,7 @@ class Entry:
 
     # the proxy's callbacks (Exchange.watcher)
     def headers(self, headers: Mapping[str, str]) -> None:
-        self.resp_headers = header_map(headers)
+        self.response_headers = headers
         self.tracker.upsert(self)
 
     def sent(self, size: int) -> None:
@@ -135,7 +175,7 @@ class InflightTracker:
             model=model,
             req_path=path,
             method=request.method,
-            req_headers=header_map(request.headers),
+            request_headers=request.headers,
             remote_ip=client_ip(request),
             metadata=metadata,
             tracker=self,
@@ -146,8 +186,9 @@ class InflightTracker:
 
     def upsert(self, entry: Entry) -> None:
         if entry.id in self._entries:
-            entry.last_emitted = time.monotonic()
-            self._bus.publish(InflightChanged({"operation": "upsert", "request": entry.as_json()}))
+            now = entry.last_emitted = time.monotonic()
+            shown = functools.partial(entry.shown, now, entry.response_headers, entry.resp_bytes)
+            self._bus.publish(InflightChanged(build=lambda: _upsert(shown())))
 
     def remove(self, entry: Entry) -> None:
         if self._entries.pop(entry.id, None) is not None:
@@ -172,6 +213,10 @@ class InflightTracker:
         if entries:
             snapshot["requests"] = [entry.as_json() for entry in entries]
         return snapshot
+
+
+def _upsert(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"operation": "upsert", "request": entry}
 
 
 INFLIGHT = web.AppKey("llamaswap_inflight", InflightTracker)

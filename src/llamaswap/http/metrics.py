@@ -118,6 +118,17 @@ class Metrics:
         # their series must drop to 0 rather than keep the last busy value.
         self._gauged: set[str] = set()
         self._request_series: dict[tuple[str, int], _RequestSeries] = {}
+        self._count_series: dict[str, tuple[Any, Any]] = {}  # (queue, in flight) children
+        # the listener sees every event on the bus (several per request): one dict
+        # lookup finds what an event updates, and most need nothing
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            SwapStarted: self._swap_started,
+            SwapFinished: self._swap_finished,
+            RouterSnapshot: self._set_counts,
+            ProcessStateChanged: self._state_changed,
+            RequestFinished: self._request_finished,
+            ModelsConfigured: self._models_configured,
+        }
         self._last_counts: dict[str, tuple[int, int]] = {}
         self._known: set[str] = set()  # the configured models
 
@@ -139,8 +150,11 @@ class Metrics:
 
     def observe(self, event: object) -> None:
         """The bus listener: never raises, whatever the event."""
+        update = self._handlers.get(type(event))
+        if update is None:
+            return
         try:
-            self._update(event)
+            update(event)
         except Exception:
             log.warning("metrics: could not record %r", event, exc_info=True)
 
@@ -149,24 +163,24 @@ class Metrics:
         encode, content_type = choose_encoder(accept or "")
         return encode(self.registry), content_type
 
-    def _update(self, event: object) -> None:
-        match event:
-            case SwapStarted(target=target):
-                self.swaps.labels(target).inc()
-            case SwapFinished(target=target, seconds=seconds, error=error):
-                if error:
-                    self.swap_failures.labels(target).inc()
-                else:
-                    self.load_seconds.labels(target).observe(seconds)
-            case RouterSnapshot():
-                self._set_counts(event)
-            case ProcessStateChanged(model=model, new=new, event=event):
-                self._set_state(model, new)
-                self.transitions.labels(model, event).inc()
-            case RequestFinished(model=model, status=status, duration=duration):
-                self._per_request(model, status).observe(duration)
-            case ModelsConfigured(models=models, fresh=fresh):
-                self._configure(models, fresh)
+    def _swap_started(self, event: SwapStarted) -> None:
+        self.swaps.labels(event.target).inc()
+
+    def _swap_finished(self, event: SwapFinished) -> None:
+        if event.error:
+            self.swap_failures.labels(event.target).inc()
+        else:
+            self.load_seconds.labels(event.target).observe(event.seconds)
+
+    def _state_changed(self, event: ProcessStateChanged) -> None:
+        self._set_state(event.model, event.new)
+        self.transitions.labels(event.model, event.event).inc()
+
+    def _request_finished(self, event: RequestFinished) -> None:
+        self._per_request(event.model, event.status).observe(event.duration)
+
+    def _models_configured(self, event: ModelsConfigured) -> None:
+        self._configure(event.models, event.fresh)
 
     def _configure(self, models: tuple[str, ...], fresh: tuple[str, ...]) -> None:
         """After a reload: removed models lose every series, new ones start at zero,
@@ -205,6 +219,7 @@ class Metrics:
             with contextlib.suppress(KeyError):  # a series that was never created
                 metric.remove(*labels)
         self._last_counts.pop(model, None)
+        self._count_series.pop(model, None)
 
     def _per_request(self, model: str, status: int) -> _RequestSeries:
         """The series one finished request touches, looked up once per (model, status)."""
@@ -221,14 +236,26 @@ class Metrics:
     def _set_counts(self, snapshot: RouterSnapshot) -> None:
         """Set the gauges of models whose counts changed (missing from a snapshot = 0)."""
         last = self._last_counts
-        for model in self._gauged | snapshot.queued.keys() | snapshot.in_flight.keys():
-            counts = (snapshot.queued.get(model, 0), snapshot.in_flight.get(model, 0))
-            if last.get(model) == counts:
+        queued, in_flight = snapshot.queued, snapshot.in_flight
+        models = self._gauged
+        if not models.issuperset(queued) or not models.issuperset(in_flight):
+            models = self._gauged = models | queued.keys() | in_flight.keys()
+        for model in models:
+            counts = (queued.get(model, 0), in_flight.get(model, 0))
+            before = last.get(model)
+            if before == counts:
                 continue
             last[model] = counts
-            self.queue_length.labels(model).set(counts[0])
-            self.in_flight.labels(model).set(counts[1])
-        self._gauged.update(snapshot.queued, snapshot.in_flight)
+            series = self._count_series.get(model)
+            if series is None:
+                series = self._count_series[model] = (
+                    self.queue_length.labels(model),
+                    self.in_flight.labels(model),
+                )
+            if before is None or before[0] != counts[0]:  # each set takes a lock
+                series[0].set(counts[0])
+            if before is None or before[1] != counts[1]:
+                series[1].set(counts[1])
 
     def _set_state(self, model: str, current: str) -> None:
         for state in self.states:

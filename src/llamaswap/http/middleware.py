@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from llamaswap.config.keys import KeyScope
 from llamaswap.runtime.callers import CALLER
 
 from .errors import error_response
@@ -48,10 +49,27 @@ def client_ip(request: web.Request) -> str:
 
 @web.middleware
 async def front_door(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One coroutine frame for every request: the checks are plain calls, the handler
+    is awaited once (each middleware layer or helper coroutine costs a frame)."""
     started = time.monotonic()
     status, size = 499, 0  # 499: the client left before an answer (nginx's convention)
     try:
-        response = await _shaped(request, handler)
+        try:
+            refusal_or_scope = _refusal(request)
+            if refusal_or_scope is None:
+                response = await handler(request)
+            elif isinstance(refusal_or_scope, KeyScope):
+                # the key's scope rides with the request to the router's model check;
+                # reset: a keep-alive connection serves its requests in one task
+                token = CALLER.set(refusal_or_scope)
+                try:
+                    response = await handler(request)
+                finally:
+                    CALLER.reset(token)
+            else:
+                response = refusal_or_scope
+        except Exception as exc:
+            response = _shaped(request, exc)
         status, size = response.status, response.body_length
         if not size and isinstance(response, web.Response) and isinstance(response.body, bytes):
             size = len(response.body)
@@ -77,37 +95,62 @@ async def front_door(request: web.Request, handler: Handler) -> web.StreamRespon
             )
 
 
-async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own errors (404, 405, 413, ...) and our bugs as OpenAI-shaped bodies."""
-    try:
-        if request.method == "OPTIONS":
-            return preflight(request)
-        if "Origin" in request.headers or "Sec-Fetch-Site" in request.headers:
-            refused = policy_of(service_of(request).config).cross_site(request)
-            if refused is not None:
-                return error_response(request, 403, f"cross-site request refused: {refused}")
-        declared = request.content_length
-        if declared is not None and declared > service_of(request).max_body:
-            raise web.HTTPRequestEntityTooLarge(service_of(request).max_body, declared)
-        return await require_api_key(request, handler)
-    except Exception as exc:
-        if not isinstance(exc, web.HTTPException):
-            logging.getLogger("llamaswap.http").exception(
-                "%s %s failed", request.method, request.path
-            )
-            return error_response(request, 500, f"internal error: {type(exc).__name__}: {exc}")
-        if exc.status < 400:
-            raise
-        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
-        if exc.status == 413:
-            limit = service_of(request).max_body
-            message = f"request body is larger than the limit of {limit} bytes"
-        elif exc.status == 404:
-            message = f"no route for {request.method} {request.path}"
-        response = error_response(request, exc.status, message)
-        if exc.status == 405 and "Allow" in exc.headers:
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
+def _refusal(request: web.Request) -> web.StreamResponse | KeyScope | None:
+    """The answer for a request that goes no further (a preflight, a cross-site or
+    unauthenticated request, a key without `admin` on an admin route); else the
+    presented key's scope, or None when no keys are configured or the path is open.
+    A body over the limit raises 413."""
+    if request.method == "OPTIONS":
+        return preflight(request)
+    service = service_of(request)
+    headers = request.headers
+    if "Origin" in headers or "Sec-Fetch-Site" in headers:
+        refused = policy_of(service.config).cross_site(request)
+        if refused is not None:
+            return error_response(request, 403, f"cross-site request refused: {refused}")
+    declared = request.content_length
+    if declared is not None and declared > service.max_body:
+        raise web.HTTPRequestEntityTooLarge(service.max_body, declared)
+    config = service.config
+    if not config.api_keys or (request.method, request.path) in OPEN_PATHS:
+        return None
+    presented = presented_key(request)
+    scope = find_scope(presented, config.key_scopes) if presented is not None else None
+    if scope is None:
+        return error_response(
+            request,
+            401,
+            "unauthorized: invalid or missing API key",
+            headers={"WWW-Authenticate": 'Basic realm="llamaswap"'},
+        )
+    if not scope.admin and is_admin_route(request.method, request.path):
+        return error_response(
+            request, 403, f"API key {scope.name!r} may not use {request.method} {request.path}"
+        )
+    request[KEY_NAME] = scope.name
+    return scope
+
+
+def _shaped(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """aiohttp's own errors (404, 405, 413, ...) and our bugs as OpenAI-shaped bodies;
+    an HTTP exception below 400 (a redirect) is raised again."""
+    if not isinstance(exc, web.HTTPException):
+        logging.getLogger("llamaswap.http").exception(
+            "%s %s failed", request.method, request.path, exc_info=exc
+        )
+        return error_response(request, 500, f"internal error: {type(exc).__name__}: {exc}")
+    if exc.status < 400:
+        raise exc
+    message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+    if exc.status == 413:
+        limit = service_of(request).max_body
+        message = f"request body is larger than the limit of {limit} bytes"
+    elif exc.status == 404:
+        message = f"no route for {request.method} {request.path}"
+    response = error_response(request, exc.status, message)
+    if exc.status == 405 and "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
 
 
 def preflight(request: web.Request) -> web.Response:
@@ -170,34 +213,6 @@ def presented_key(request: web.Request) -> str | None:
     elif scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return request.headers.get("x-api-key")
-
-
-async def require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Without configured keys every request passes. With keys, a request must present
-    one (401 otherwise); a key with `admin: false` gets 403 on the admin routes, and the
-    key's scope rides with the request (`callers.CALLER`) to the router's model check."""
-    config = service_of(request).config
-    if not config.api_keys or (request.method, request.path) in OPEN_PATHS:
-        return await handler(request)
-    presented = presented_key(request)
-    scope = find_scope(presented, config.key_scopes) if presented is not None else None
-    if scope is None:
-        return error_response(
-            request,
-            401,
-            "unauthorized: invalid or missing API key",
-            headers={"WWW-Authenticate": 'Basic realm="llamaswap"'},
-        )
-    if not scope.admin and is_admin_route(request.method, request.path):
-        return error_response(
-            request, 403, f"API key {scope.name!r} may not use {request.method} {request.path}"
-        )
-    request[KEY_NAME] = scope.name
-    token = CALLER.set(scope)  # reset: a keep-alive connection serves its requests in one task
-    try:
-        return await handler(request)
-    finally:
-        CALLER.reset(token)
 
 
 MIDDLEWARES = [front_door]

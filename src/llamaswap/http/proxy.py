@@ -10,6 +10,7 @@ Only a bounded tail of the response is kept, to read token usage after the strea
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,11 @@ from llamaswap.runtime.leases import Lease
 
 from . import stalls
 from .errors import error_response, sse_error_event
+from .relay import CLIENT_CLOSED as CLIENT_CLOSED  # 499, nginx's "client closed request"
+from .relay import TAIL_BYTES as TAIL_BYTES  # the bounded tail kept for token usage
+from .relay import Broken, keep, open_exchange, relay
 from .service import service_of
+from .upstream import Origin, split_base, split_url
 
 HOP_BY_HOP = frozenset(
     {
@@ -41,8 +46,6 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-TAIL_BYTES = 16 * 1024
-CLIENT_CLOSED = 499
 # Where a client presents an API key (Basic and Bearer both travel in Authorization).
 CREDENTIALS = frozenset({"authorization", "x-api-key"})
 
@@ -56,6 +59,17 @@ def _listed_in_connection(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> 
     }
 
 
+# what never goes upstream, by whether apiKeys are set and the body was decoded
+_REQUEST_DROPS = {
+    (keys, decoded): HOP_BY_HOP
+    | {"host", "content-length"}
+    | (CREDENTIALS if keys else frozenset())
+    | ({"content-encoding"} if decoded else frozenset())
+    for keys in (False, True)
+    for decoded in (False, True)
+}
+
+
 def upstream_request_headers(
     request: web.Request, *, extra_drop: frozenset[str] = frozenset()
 ) -> CIMultiDict[str]:
@@ -64,17 +78,17 @@ def upstream_request_headers(
     With `apiKeys` configured the client's credentials were for llamaswap, so they are
     dropped (llama-swap does the same); without keys they are the upstream's business.
     """
-    drop = HOP_BY_HOP | _listed_in_connection(request.headers) | {"host", "content-length"}
-    drop |= extra_drop
-    if service_of(request).config.api_keys:
-        drop |= CREDENTIALS
-    if body_was_decoded(request):
-        drop |= {"content-encoding"}
+    headers = request.headers
+    drop = _REQUEST_DROPS[bool(service_of(request).config.api_keys), body_was_decoded(request)]
+    if extra_drop:
+        drop = drop | extra_drop
+    if "Connection" in headers:
+        drop = drop | _listed_in_connection(headers)
     out: CIMultiDict[str] = CIMultiDict(
-        (name, value) for name, value in request.headers.items() if name.lower() not in drop
+        [(name, value) for name, value in headers.items() if name.lower() not in drop]
     )
     peer = request.remote or ""
-    forwarded = request.headers.get("X-Forwarded-For")
+    forwarded = headers.get("X-Forwarded-For")
     out["X-Forwarded-For"] = f"{forwarded}, {peer}" if forwarded else peer
     return out
 
@@ -155,11 +169,67 @@ async def forward(
 
     With `prepared` (a loading-state stream already sent its 200), the upstream body is
     appended to that response. Transport errors before the answer started become a 502.
+    Plain http:// upstreams go through the connection pool (`upstream.py`, `relay.py`);
+    HTTPS ones and HEAD requests through `client`, aiohttp's.
     """
-    connect = timeouts.connect if timeouts and timeouts.connect > 0 else None
-    header_wait = timeouts.response_header if timeouts and timeouts.response_header > 0 else None
+    split = split_url(url) if request.method != "HEAD" else None
+    return await _forward(request, client, url, split, body, exchange, headers, timeouts, prepared)
+
+
+async def _forward(
+    request: web.Request,
+    client: aiohttp.ClientSession,
+    url: str,
+    split: tuple[Origin, str] | None,
+    body: bytes,
+    exchange: Exchange,
+    headers: CIMultiDict[str] | None,
+    timeouts: Timeouts | None,
+    prepared: web.StreamResponse | None,
+) -> web.StreamResponse:
+    """`forward` once the URL is split (None: through aiohttp's client)."""
     send_headers = headers if headers is not None else upstream_request_headers(request)
     exchange.response = prepared
+    if split is None:
+        return await _forward_with_client(
+            request, client, url, body, exchange, send_headers, timeouts, prepared
+        )
+    pool = service_of(request).upstream_pool
+    origin, target = split
+    try:
+        conn = await open_exchange(
+            pool, request.method, origin, target, send_headers, body, timeouts
+        )
+    except Broken as broken:
+        return await end_broken(request, exchange, str(broken), broken.status)
+    try:
+        return await relay(request, conn, exchange, HOP_BY_HOP, prepared)
+    except stalls.ClientStalled:
+        return _as_sent(request, exchange)
+    except (Broken, aiohttp.ClientError, OSError) as exc:
+        if client_gone(request):  # a write to the client failed: nothing upstream broke
+            exchange.status = CLIENT_CLOSED
+            return _as_sent(request, exchange)
+        status = exc.status if isinstance(exc, Broken) else 502
+        message = str(exc) if isinstance(exc, Broken) else f"upstream connection lost: {exc}"
+        return await end_broken(request, exchange, message, status)
+    finally:
+        pool.release(conn)
+
+
+async def _forward_with_client(
+    request: web.Request,
+    client: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    exchange: Exchange,
+    send_headers: CIMultiDict[str],
+    timeouts: Timeouts | None,
+    prepared: web.StreamResponse | None,
+) -> web.StreamResponse:
+    """`forward` through aiohttp's client (HTTPS upstreams and peers, HEAD requests)."""
+    connect = timeouts.connect if timeouts and timeouts.connect > 0 else None
+    header_wait = timeouts.response_header if timeouts and timeouts.response_header > 0 else None
     try:
         with anyio.fail_after(header_wait) if header_wait else contextlib.nullcontext():
             upstream_ctx = client.request(
@@ -192,15 +262,12 @@ async def forward(
         if watcher is not None:
             watcher.headers(response.headers)
         exchange.is_sse = "text/event-stream" in upstream.headers.get("Content-Type", "")
-        tail = exchange.tail
         seconds = stalls.write_timeout(request)
         async for chunk in upstream.content.iter_any():
             await stalls.write(request, response, chunk, seconds)
             if watcher is not None:
                 watcher.sent(len(chunk))
-            tail += chunk
-            if len(tail) > 2 * TAIL_BYTES:
-                del tail[:-TAIL_BYTES]
+            keep(exchange, chunk)
         await stalls.write_eof(request, response, seconds)
         return response
     except stalls.ClientStalled:
@@ -227,17 +294,28 @@ async def forward_leased(
     prepared: web.StreamResponse | None = None,
 ) -> web.StreamResponse:
     """`forward` to a leased upstream; a lease the router revokes ends the request."""
-    with lease.scope:
-        return await forward(
-            request,
-            client,
-            lease.proxy.rstrip("/") + path,
-            body,
-            exchange,
-            headers=headers,
-            timeouts=timeouts,
-            prepared=prepared,
+    url = lease.proxy.rstrip("/") + path
+    split = None
+    if request.method != "HEAD":
+        base = split_base(lease.proxy) if path.startswith("/") else None
+        # the base is parsed once per upstream, not per request
+        split = (base[0], base[1] + path) if base is not None else split_url(url)
+    if lease.revoked:  # revoked before it started
+        return await end_broken(request, exchange, cut_short(lease.model, lease.revoked), 503)
+    # the router's revocation cancels this task (Lease.hold): an anyio cancel scope per
+    # request costs more than the rest of the lease
+    task = asyncio.current_task()
+    assert task is not None
+    lease.hold(task)
+    try:
+        return await _forward(
+            request, client, url, split, body, exchange, headers, timeouts, prepared
         )
+    except asyncio.CancelledError:
+        if not lease.unhold() or task.uncancel() > 0:
+            raise  # not revoked, or cancelled for another reason too (the client left)
+    finally:
+        lease.unhold()
     return await end_broken(request, exchange, cut_short(lease.model, lease.revoked), 503)
 
 

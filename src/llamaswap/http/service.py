@@ -1,4 +1,4 @@
-"""Everything the HTTP handlers share: the config, the router, logs, the HTTP client.
+"""Everything the HTTP handlers share: the config, the router, logs, the HTTP clients.
 
 One `Service` per running server, stored on the aiohttp application. Handlers read
 the current config from here (a reload swaps it), talk to the router only through
@@ -19,6 +19,7 @@ from llamaswap.runtime.logs import LogRing
 from llamaswap.runtime.router import RouterActor
 
 from .naming import Selectors
+from .pool import UpstreamPool
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 
@@ -36,6 +37,8 @@ class Service:
     selectors: Selectors = field(default_factory=Selectors)
     started_at: float = field(default_factory=time.time)
     http_client: aiohttp.ClientSession | None = None  # set while the HTTP app runs
+    # keep-alive connections to plain http:// upstreams (the forwarding path's own client)
+    upstream_pool: UpstreamPool = field(default_factory=UpstreamPool)
 
     @property
     def client(self) -> aiohttp.ClientSession:

@@ -37,7 +37,7 @@ def write_timeout(request: web.Request) -> float | None:
     return seconds if seconds > 0 else None
 
 
-def _cannot_wait(request: web.Request, size: int) -> bool:
+def cannot_wait(request: web.Request, size: int) -> bool:
     """Will a write of `size` bytes return at once? True only when the transport is not
     paused and stays under its high-water mark after it (aiohttp waits only on a paused
     transport); when in doubt, False, and the timer is armed."""
@@ -57,7 +57,7 @@ async def write(
     request: web.Request, response: web.StreamResponse, data: bytes, seconds: float | None
 ) -> None:
     """`response.write(data)`, cut after `seconds` without progress (ClientStalled)."""
-    if seconds is None or _cannot_wait(request, len(data)):
+    if seconds is None or cannot_wait(request, len(data)):
         await response.write(data)
         return
     await within(request, seconds, response.write(data))
@@ -66,7 +66,11 @@ async def write(
 async def write_eof(
     request: web.Request, response: web.StreamResponse, seconds: float | None
 ) -> None:
-    """`response.write_eof()`, which flushes, under the same rule."""
+    """`response.write_eof()`, which flushes, under the same rule (the chunked
+    terminator is the only thing it may still write)."""
+    if seconds is None or cannot_wait(request, FRAMING_SLACK):
+        await response.write_eof()
+        return
     await within(request, seconds, response.write_eof())
 
 

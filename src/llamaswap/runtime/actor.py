@@ -12,8 +12,9 @@ each.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import math
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -41,7 +42,12 @@ class Actor:
     """Base of the process and router actors. Start with `await tg.start(actor.run)`."""
 
     def __init__(self) -> None:
-        self._send, self._inbox = anyio.create_memory_object_stream[Any](math.inf)
+        # The inbox is a deque and one loop future to wake the actor: every request
+        # passes through the router's inbox twice, and an anyio memory stream costs an
+        # Event and an extra checkpoint per wake-up.
+        self._inbox: deque[Any] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._closed = False
         self._tg: TaskGroup | None = None
 
     # -- for subclasses ------------------------------------------------------------------
@@ -65,10 +71,12 @@ class Actor:
 
     def post(self, message: Any) -> bool:
         """Queue a message; False when the actor has finished (the message is dropped)."""
-        try:
-            self._send.send_nowait(message)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+        if self._closed:
             return False
+        self._inbox.append(message)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
         return True
 
     async def call(self, make_message: Callable[[Reply], Any]) -> None:
@@ -97,33 +105,46 @@ class Actor:
             self._tg = tg
             self.on_started()
             task_status.started()
-            async with self._inbox:
-                async for message in self._inbox:
-                    self.handle(message)
-                    if not self._handle_waiting():
-                        break
-                    self.after_batch()
-                self._send.close()
+            try:
+                await self._serve()
+                self._closed = True
                 self._drop_leftovers()
+            finally:
+                self._closed = True
             tg.cancel_scope.cancel()
+
+    async def _serve(self) -> None:
+        """Handle batches until the actor has finished. Between batches it always
+        yields to the loop once, as a stream receive would."""
+        inbox = self._inbox
+        loop = asyncio.get_running_loop()
+        while True:
+            if inbox:
+                await asyncio.sleep(0)
+            else:
+                wakeup = self._wakeup = loop.create_future()
+                try:
+                    await wakeup
+                finally:
+                    self._wakeup = None
+            self.handle(inbox.popleft())
+            if not self._handle_waiting():
+                return
+            self.after_batch()
 
     def _drop_leftovers(self) -> None:
         """Messages that arrived after the end: their callers get `ActorGone`, not silence."""
-        while True:
-            try:
-                message = self._inbox.receive_nowait()
-            except (anyio.WouldBlock, anyio.EndOfStream):
-                return
+        while self._inbox:
+            message = self._inbox.popleft()
             reply = getattr(message, "reply", None)
             if reply is not None:
                 reply.close()
 
     def _handle_waiting(self) -> bool:
         """Handle every message already waiting; False once the actor has finished."""
+        inbox = self._inbox
         while not self.finished:
-            try:
-                message = self._inbox.receive_nowait()
-            except (anyio.WouldBlock, anyio.EndOfStream):
-                return True  # the `async for` waits for, or notices the end of, the inbox
-            self.handle(message)
+            if not inbox:
+                return True
+            self.handle(inbox.popleft())
         return False

@@ -222,11 +222,18 @@ class EventBus:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
+    @property
+    def watched(self) -> bool:
+        """Does anyone receive events? (An event nobody receives need not be built.)"""
+        return bool(self._listeners or self._subscriptions)
+
     def publish(self, event: Any) -> None:
-        for listener in list(self._listeners):
-            listener(event)
-        for subscription in list(self._subscriptions):
-            subscription.offer(event)
+        if self._listeners:
+            for listener in list(self._listeners):
+                listener(event)
+        if self._subscriptions:
+            for subscription in list(self._subscriptions):
+                subscription.offer(event)
 
     def _remove(self, subscription: Subscription) -> None:
         if subscription in self._subscriptions:

@@ -10,8 +10,10 @@ SIGTERM instead of ending them, so the proxy must end them itself).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
@@ -26,14 +28,45 @@ class Lease:
     model: str
     proxy: str
     priority: int = 0
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     revoked: str = ""
+    _scope: anyio.CancelScope | None = field(default=None, repr=False)
+    # the task forwarding the request (`hold`), cancelled natively on revoke: cheaper
+    # than a cancel scope on every request's path (see llamaswap.http.proxy)
+    _holder: asyncio.Task[Any] | None = field(default=None, repr=False)
+    _holder_cancelled: bool = field(default=False, repr=False)
+
+    @property
+    def scope(self) -> anyio.CancelScope:
+        """The scope the holder runs its request in; the router cancels it to revoke.
+        Made on first use, so a grant costs no cancel scope until someone enters it."""
+        scope = self._scope
+        if scope is None:
+            scope = self._scope = anyio.CancelScope()
+            if self.revoked:
+                scope.cancel()
+        return scope
+
+    def hold(self, task: asyncio.Task[Any]) -> None:
+        """`task` runs the request: a revocation cancels it (Task.cancel) until `unhold`."""
+        self._holder = task
+        self._holder_cancelled = False
+
+    def unhold(self) -> bool:
+        """The holder is done; True if a revocation cancelled it meanwhile (the holder
+        then takes that cancellation back with Task.uncancel)."""
+        self._holder = None
+        cancelled, self._holder_cancelled = self._holder_cancelled, False
+        return cancelled
 
     def revoke(self, reason: str) -> None:
         """End the request now (unload, crash, shutdown); the holder sees `revoked`."""
         if not self.revoked:
             self.revoked = reason
-            self.scope.cancel()
+            if self._scope is not None:
+                self._scope.cancel()
+            if self._holder is not None:
+                self._holder_cancelled = True
+                self._holder.cancel()
 
 
 Outcome = Lease | RoutingError
@@ -42,15 +75,17 @@ Outcome = Lease | RoutingError
 class Ticket:
     """A request waiting for the router's decision.
 
-    Everything runs on one event loop, so a plain slot, an event and an `abandoned` flag
-    give the guarantee the router needs without a stream per request: once the caller
-    has abandoned the ticket no outcome can land, and an outcome that landed first is
-    handed back by `abandon()`.
+    Everything runs on one event loop, so a plain slot, a future and an `abandoned`
+    flag give the guarantee the router needs without a stream per request: once the
+    caller has abandoned the ticket no outcome can land, and an outcome that landed
+    first is handed back by `abandon()`. The future is the loop's own (an anyio Event
+    costs an asyncio.Event and a future per wait; this is every request's path).
     """
 
     __slots__ = (
-        "_delivered",
+        "_loop",
         "_outcome",
+        "_waiter",
         "abandoned",
         "keep_alive",
         "key",
@@ -70,7 +105,9 @@ class Ticket:
         may_load: bool = True,
         keep_alive: float | None = None,
         key: str = "",
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        self._loop = loop  # the router's: on Python 3.11 get_running_loop() is a getpid()
         self.request_id = request_id
         self.key = key
         self.model = model
@@ -80,7 +117,7 @@ class Ticket:
         self.on_admitted = on_admitted
         self.abandoned = False
         self._outcome: Outcome | None = None
-        self._delivered = anyio.Event()
+        self._waiter: asyncio.Future[None] | None = None
 
     # -- router side (never blocks) ----------------------------------------------------
 
@@ -89,7 +126,9 @@ class Ticket:
         if self.abandoned or self._outcome is not None:
             return False
         self._outcome = outcome
-        self._delivered.set()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         return True
 
     def admitted(self) -> None:
@@ -103,7 +142,13 @@ class Ticket:
     # -- caller side -------------------------------------------------------------------------
 
     async def outcome(self) -> Outcome:
-        await self._delivered.wait()
+        if self._outcome is None:
+            loop = self._loop or asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
         assert self._outcome is not None
         return self._outcome
 

@@ -80,7 +80,8 @@ class LogRing:
         self._bytes += len(text) + 1
         while self._lines and (len(self._lines) > self._max_lines or self._bytes > self._max_bytes):
             self._bytes -= len(self._lines.popleft()) + 1
-        self._bus.publish(LogLine(source or self.source, text))
+        if self._bus.watched:  # every proxied request logs a line: no event for nobody
+            self._bus.publish(LogLine(source or self.source, text))
         for parent in self._parents:
             parent.append(text, source=source or self.source)
 

@@ -15,12 +15,13 @@ generated from `spec/router.fsm.yaml` and owned by the scheduler.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +126,43 @@ class _Shutdown:
     reply: Reply
 
 
+class LeaseHold:
+    """`async with router.lease(...)`: a class, not a generator-based context manager,
+    since every request enters one (asynccontextmanager costs an async generator)."""
+
+    __slots__ = ("_lease", "_router", "_ticket")
+
+    def __init__(self, router: RouterActor, ticket: Ticket) -> None:
+        self._router = router
+        self._ticket = ticket
+        self._lease: Lease | None = None
+
+    async def __aenter__(self) -> Lease:
+        router, ticket = self._router, self._ticket
+        if not router.post(_Submit(ticket, time.monotonic())):
+            raise ShuttingDown()
+        try:
+            outcome = await ticket.outcome()
+        except BaseException:
+            leftover = ticket.abandon()
+            if leftover is not None:
+                router.post(_Finish(leftover.request_id))
+            else:
+                router.post(_Cancel(ticket.request_id))
+            raise
+        ticket.abandon()
+        if isinstance(outcome, RoutingError):
+            raise outcome
+        self._lease = outcome
+        return outcome
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        lease = self._lease
+        if lease is not None:
+            self._lease = None
+            self._router.post(_Finish(lease.request_id))
+
+
 class RouterActor(Actor):
     """Routes requests to upstream processes. Start it with `await tg.start(router.run)`."""
 
@@ -170,6 +208,8 @@ class RouterActor(Actor):
         self.free: dict[str, float] = {}  # what the probes last measured
         self.measured: dict[str, dict[str, float]] = {}  # what each model was measured to use
         self._probe_failures: set[str] = set()  # resources whose failure was logged
+        self._finished = False  # the router machine reached shutdown (after_transition)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it runs in
 
     # -- public API (safe from any task in the event loop) ----------------------------------
 
@@ -202,8 +242,7 @@ class RouterActor(Actor):
         actor = self.processes.get(model)
         return actor.fault if actor else ""
 
-    @asynccontextmanager
-    async def lease(
+    def lease(
         self,
         model: str,
         *,
@@ -211,7 +250,7 @@ class RouterActor(Actor):
         on_admitted: Callable[[], None] | None = None,
         may_load: bool = True,
         keep_alive: float | None = None,
-    ) -> AsyncIterator[Lease]:
+    ) -> LeaseHold:
         """Wait for `model` and hold it while the body runs; raises RoutingError.
 
         `on_admitted` is called when the request passed admission but must wait (so a
@@ -227,25 +266,10 @@ class RouterActor(Actor):
         """
         known = self.config.models.get(model)
         key = admit(model, *(known.aliases if known else ()))
-        ticket = Ticket(next(self._ids), model, on_position, on_admitted, may_load, keep_alive, key)
-        if not self.post(_Submit(ticket, time.monotonic())):
-            raise ShuttingDown()
-        try:
-            outcome = await ticket.outcome()
-        except BaseException:
-            leftover = ticket.abandon()
-            if leftover is not None:
-                self.post(_Finish(leftover.request_id))
-            else:
-                self.post(_Cancel(ticket.request_id))
-            raise
-        ticket.abandon()
-        if isinstance(outcome, RoutingError):
-            raise outcome
-        try:
-            yield outcome
-        finally:
-            self.post(_Finish(outcome.request_id))
+        ticket = Ticket(
+            next(self._ids), model, on_position, on_admitted, may_load, keep_alive, key, self._loop
+        )
+        return LeaseHold(self, ticket)
 
     async def load(self, model: str, keep_alive: float | None = None) -> None:
         """Load `model` as a request would (same policy), without sending it anything."""
@@ -285,9 +309,12 @@ class RouterActor(Actor):
 
     @property
     def finished(self) -> bool:
-        return self._scheduler.state == RouterState.SHUTDOWN
+        """Asked after every message: a flag the router machine's listener keeps, not
+        the machine's state (which builds an enum member on each read)."""
+        return self._finished
 
     def on_started(self) -> None:
+        self._loop = asyncio.get_running_loop()
         for model in self.config.models.values():
             self._add_process(model)
         self._preload(self.config)
@@ -518,6 +545,7 @@ class RouterActor(Actor):
 
     def after_transition(self, source: Any, target: Any, event: Any) -> None:
         old, new = RouterState(source.value), RouterState(target.value)
+        self._finished = new == RouterState.SHUTDOWN
         log.info("router %s -> %s", old, new)
         self.bus.publish(RouterStateChanged(old, new, RouterEvent(str(event))))
 
