@@ -13,7 +13,6 @@ when whatever is still pending is written.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -52,10 +51,11 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         bus.remove_listener(store.listen)
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        store.stop()
+        try:
             await writer
-        await store.close()
+        finally:
+            await store.close()
 
 
 def new_tail(request: web.Request) -> bytearray:

@@ -62,6 +62,7 @@ class ActivityStore:
         self._pending: deque[tuple[int, RequestFinished]] = deque(maxlen=MAX_PENDING)
         self._measured: deque[NeedMeasured] = deque(maxlen=1000)  # measured capacity
         self._wake = anyio.Event()
+        self._stopping = False
         self._last_id = 0
         self.dropped = 0
         self.failed_batches = 0
@@ -82,11 +83,18 @@ class ActivityStore:
                 await anyio.to_thread.run_sync(db.close, limiter=self._limiter)
 
     async def run(self) -> None:
-        """The writer: flush whenever events are pending."""
-        while True:
+        """The writer: flush whenever events are pending, until `stop`. It is stopped,
+        never cancelled: a native cancel would let go of the limiter while the worker
+        thread still writes, and `close` would then close the connection under it."""
+        while not self._stopping:
             await self._wake.wait()
             self._wake = anyio.Event()
             await self.flush()
+
+    def stop(self) -> None:
+        """Let the writer finish its current batch and return."""
+        self._stopping = True
+        self._wake.set()
 
     # -------------------------------------------------------------- the request path
 

@@ -7,6 +7,7 @@ and age, a restart keeps the rows and the ids go on from where they were.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
 
 from llamaswap.config import Config
@@ -211,3 +213,44 @@ async def test_a_failing_write_is_counted_and_the_next_one_works(tmp_path: Path)
     store.listen(finished())
     assert await ids(store) == [2]
     await store.close()
+
+
+async def test_stopping_the_writer_waits_for_the_batch_in_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server stops the writer, then closes the store: the close must never reach
+    the connection while the worker thread still writes to it (a native task cancel
+    let go of the limiter mid-write, and SQLite crashed the process)."""
+    import threading
+
+    from llamaswap.store.database import ActivityDB
+
+    store = await opened(Config(), str(tmp_path / "s.sqlite"))
+    assert store._db is not None
+    writing, release = threading.Event(), threading.Event()
+    order: list[str] = []
+    insert = store._db.insert
+
+    def slow_insert(*args: Any) -> None:
+        writing.set()
+        release.wait(5)
+        insert(*args)
+        order.append("inserted")
+
+    store._db.insert = slow_insert  # type: ignore[method-assign]
+    close = ActivityDB.close
+
+    def recorded_close(db: ActivityDB) -> None:
+        order.append("closed")
+        close(db)
+
+    writer = asyncio.get_running_loop().create_task(store.run())
+    store.listen(finished())
+    with anyio.fail_after(5):
+        await anyio.to_thread.run_sync(writing.wait)
+    store.stop()
+    release.set()
+    await writer
+    monkeypatch.setattr(ActivityDB, "close", recorded_close)
+    await store.close()
+    assert order == ["inserted", "closed"]
