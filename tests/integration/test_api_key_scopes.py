@@ -165,3 +165,27 @@ async def test_a_keys_concurrency_limit_is_429_with_retry_after_and_other_keys_g
                         break
                     assert response.status == 429
                 await anyio.sleep(0.05)
+
+
+async def test_metrics_count_requests_by_key_name_never_the_key() -> None:
+    from hashlib import sha256
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with running_server(scoped_yaml()) as server, server.client() as http:
+        for model, headers, status in (("a", PLAIN, 200), ("b-1", TEAM, 200), ("a", TEAM, 403)):
+            async with http.post(
+                server.url + "/v1/chat/completions", json=chat(model), headers=headers
+            ) as response:
+                assert response.status == status, await response.text()
+        async with http.get(server.url + "/metrics", headers=PLAIN) as response:
+            text = await response.text()
+    counts = {
+        (s.labels["key"], s.labels["model"], s.labels["status"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "llamaswap_key_requests_total"
+    }
+    plain = "key-" + sha256(b"sk-plain").hexdigest()[:8]
+    assert counts == {(plain, "a", "200"): 1, ("team", "b-1", "200"): 1, ("team", "a", "403"): 1}
+    assert "sk-plain" not in text and "sk-team" not in text

@@ -96,6 +96,12 @@ class Metrics:
             ["model", "status"],
             registry=registry,
         )
+        self.key_requests = Counter(
+            "llamaswap_key_requests_total",
+            "Proxied requests by API key (its apiKeys name, never the key), model and status.",
+            ["key", "model", "status"],
+            registry=registry,
+        )
         self.errors = Counter(
             "llamaswap_errors_total",
             "Proxied requests answered with a status of 400 or more.",
@@ -118,6 +124,7 @@ class Metrics:
         # their series must drop to 0 rather than keep the last busy value.
         self._gauged: set[str] = set()
         self._request_series: dict[tuple[str, int], _RequestSeries] = {}
+        self._key_series: dict[tuple[str, str, int], Any] = {}  # (key, model, status)
         self._count_series: dict[str, tuple[Any, Any]] = {}  # (queue, in flight) children
         # the listener sees every event on the bus (several per request): one dict
         # lookup finds what an event updates, and most need nothing
@@ -178,6 +185,14 @@ class Metrics:
 
     def _request_finished(self, event: RequestFinished) -> None:
         self._per_request(event.model, event.status).observe(event.duration)
+        if event.key_id:  # only with apiKeys configured
+            key = (event.key_id, event.model, event.status)
+            series = self._key_series.get(key)
+            if series is None:
+                series = self._key_series[key] = self.key_requests.labels(
+                    event.key_id, event.model, str(event.status)
+                )
+            series.inc()
 
     def _models_configured(self, event: ModelsConfigured) -> None:
         self._configure(event.models, event.fresh)
@@ -215,6 +230,9 @@ class Metrics:
         for key in [key for key in self._request_series if key[0] == model]:
             del self._request_series[key]
             labelled.append((self.requests, (model, str(key[1]))))
+        for key_series in [key for key in self._key_series if key[1] == model]:
+            del self._key_series[key_series]
+            labelled.append((self.key_requests, (key_series[0], model, str(key_series[2]))))
         for metric, labels in labelled:
             with contextlib.suppress(KeyError):  # a series that was never created
                 metric.remove(*labels)
