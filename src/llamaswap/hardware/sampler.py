@@ -3,7 +3,7 @@ sampled into rings that hold the last hour, as llama-swap's `internal/perf` does
 
 `/api/performance` reads the rings (llama-swap's `{enabled, sys_stats, gpu_stats}`) and
 `/metrics` the latest sample. Sampling runs in a worker thread, every `every` seconds
-(the first sample right away, so the UI has figures at once); with
+(the first one before the server answers, so the UI has figures at once); with
 `performance.disabled` nothing is sampled.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,9 +27,7 @@ HOUR = 3600.0
 MIB = 1024 * 1024
 
 
-def stamp(moment: float) -> str:
-    """RFC 3339 in UTC with microseconds, so stamps also sort as text."""
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"  # RFC 3339 in UTC with microseconds: sorts as text
 
 
 def sys_stat(now: str) -> dict[str, Any]:
@@ -76,20 +73,31 @@ class PerformanceMonitor:
     def _capacity(self) -> int:
         return max(1, int(HOUR / max(self._every(), 0.1)))
 
-    async def run(self) -> None:
+    async def first(self) -> None:
+        """The first sample, taken before the server answers (the UI has figures at once)."""
         psutil.cpu_percent(percpu=True)  # the first reading primes the counters
+        await self._sample()
+
+    async def run(self) -> None:
+        """A sample every `every` seconds after `first`."""
         while True:
-            if self._enabled():
-                try:
-                    await anyio.to_thread.run_sync(self.sample)
-                except Exception:
-                    log.warning("performance: sampling failed", exc_info=True)
             await anyio.sleep(self._every())
+            await self._sample()
+
+    async def _sample(self) -> None:
+        if self._enabled():
+            try:
+                await anyio.to_thread.run_sync(self.sample)
+            except Exception:
+                log.warning("performance: sampling failed", exc_info=True)
 
     def sample(self) -> None:
         """One sample of everything (blocking: a worker thread)."""
-        moment = time.time()
-        now = stamp(moment)
+        # the moment is what the stamp says (whole microseconds), so a client's `after`
+        # set to a sample's own timestamp leaves that sample out
+        taken = datetime.now(UTC)
+        now = taken.strftime(STAMP)
+        moment = taken.timestamp()
         capacity = self._capacity()
         if self.sys_stats.maxlen != capacity:
             self.sys_stats = deque(self.sys_stats, maxlen=capacity)

@@ -67,6 +67,7 @@ def add_routes(app: web.Application) -> None:
 
 
 async def _sampling(app: web.Application) -> AsyncIterator[None]:
+    await app[MONITOR].first()
     task = asyncio.get_running_loop().create_task(app[MONITOR].run(), name="performance")
     try:
         yield
