@@ -53,7 +53,7 @@ SECTIONS = ("latency", "rate", "slow", "streams", "sse")
 PATHS = ("direct", "llamaswap", "baseline")
 
 
-def start_llamaswap(workdir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_llamaswap(workdir: Path, extra: str = "") -> tuple[subprocess.Popen[bytes], str, str]:
     upstream_port, listen_port = free_port_block(2), free_port_block(1)
     cmd = " ".join(
         upstream_command(
@@ -64,6 +64,7 @@ def start_llamaswap(workdir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     config.write_text(
         f"startPort: {upstream_port}\nlogToStdout: none\nmodels:\n  m:\n"
         f"    cmd: {cmd}\n    proxy: http://127.0.0.1:${{PORT}}\n    concurrencyLimit: 512\n"
+        + "".join(f"{line}\n" for line in extra.split(";") if line.strip())
     )
     process = subprocess.Popen(
         [
@@ -327,7 +328,7 @@ def report(r: dict[str, Any], rounds: int) -> None:
 
 def main(options: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as workdir:
-        process, proxied, direct = start_llamaswap(Path(workdir))
+        process, proxied, direct = start_llamaswap(Path(workdir), options.config)
         baseline, baseline_url = start_baseline(direct)
         urls = {"direct": direct, "llamaswap": proxied, "baseline": baseline_url}
         pids = {"llamaswap": process.pid, "baseline": baseline.pid}
@@ -357,6 +358,11 @@ if __name__ == "__main__":
     parser.add_argument("--sequential", type=int, default=400, help="requests at c=1, each path")
     parser.add_argument("--slow-requests", type=int, default=480, help="40 ms requests at c=16")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
+    parser.add_argument(
+        "--config",
+        default="",
+        help="top-level config lines for llamaswap, ';' between them (e.g. 'captureBuffer: 0')",
+    )
     parser.add_argument(
         "--only", type=sections, default=SECTIONS, help=f"sections: {','.join(SECTIONS)}"
     )

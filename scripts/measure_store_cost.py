@@ -120,14 +120,24 @@ async def writer(path: str | None, rows: int = 20_000, capture_mb: int = 0) -> N
 
 
 def capture_cost() -> None:
-    from llamaswap.runtime.events import RequestCapture
-    from llamaswap.store.captures import encode
+    from dataclasses import replace
 
-    capture = RequestCapture(
-        {"Content-Type": "application/json"}, b'{"model":"m"}' * 20, {}, TAIL, len(TAIL)
-    )
-    cost = per_call(lambda: encode(1, "/v1/chat/completions", capture), 5_000)
-    print(f"writer thread, one capture compressed ({len(TAIL)} B response): {cost:6.2f} us")
+    from llamaswap.runtime.events import RequestCapture
+    from llamaswap.store.captures import CaptureRing
+
+    headers = {"Content-Type": "application/json", "User-Agent": "bench", "Accept": "*/*"}
+    capture = RequestCapture(headers, b'{"model":"m"}' * 20, headers, TAIL, len(TAIL))
+    ring = CaptureRing(5 * 1024 * 1024)
+    ids = iter(range(10**9))
+    finished = replace(event(), capture=capture)
+    kept = per_call(lambda: (ring.add(next(ids), "/v1/chat/completions", capture),), 50_000)
+    dropped = per_call(lambda: replace(finished, capture=None), 50_000)
+    one = CaptureRing(1024 * 1024)
+    one.add(1, "/v1/chat/completions", capture)
+    shown = per_call(lambda: one.get(1), 5_000)
+    print(f"listener, a capture into the ring ({len(TAIL)} B response): {kept:6.2f} us")
+    print(f"listener, the queued event without its capture:       {dropped:6.2f} us")
+    print(f"reading one capture (JSON, headers redacted):          {shown:6.2f} us")
 
 
 async def main() -> None:

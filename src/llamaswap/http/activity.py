@@ -22,7 +22,6 @@ from llamaswap.runtime.events import RequestCapture
 from llamaswap.store import ActivityStore, CaptureTail
 from llamaswap.store.captures import capture_limit
 
-from .inflight import header_map
 from .proxy import Exchange
 from .scopes import KEY_NAME
 from .service import SERVICE, service_of
@@ -84,9 +83,9 @@ def recording(
     tail = exchange.tail
     if recorded and isinstance(tail, CaptureTail):
         fields["capture"] = RequestCapture(
-            request_headers=header_map(request.headers),
+            request_headers=request.headers,
             request_body=body,
-            response_headers=header_map(response.headers) if response else {},
+            response_headers=response.headers if response else {},
             response_body=bytes(tail),
             response_bytes=len(tail) + tail.dropped,
         )

@@ -16,14 +16,17 @@ Rules (llama-swap's `internal/server/inflight.go`):
    headers read `[REDACTED]`.
 4. Publishing never blocks: the bus is lossy per subscriber, and /api/events sends a
    fresh snapshot to a subscriber that lost events.
-5. `POST /api/inflight/<id>/cancel` (llama-swap's) cancels the scope the handler runs its
-   exchange in (`cancellable`); the handler then ends the response itself, cleanly
+5. `POST /api/inflight/<id>/cancel` (llama-swap's) cancels the handler's task while it
+   runs its exchange (`Cancellable`); the handler then ends the response itself, cleanly
    (`CANCELLED`), and the entry goes away as for any finished request. A cancel that
-   arrives before the handler entered its scope takes effect when it does.
+   arrives before the handler entered that block takes effect when it does. (A native
+   task cancel, told apart by a flag and `uncancel`: an anyio cancel scope per request
+   cost more than the rest of the tracking.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import itertools
@@ -33,10 +36,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
 from aiohttp import web
 
 from llamaswap.runtime.events import EventBus
+from llamaswap.shown_headers import header_map
 
 from .middleware import client_ip
 from .proxy import CLIENT_CLOSED, Exchange, end_broken
@@ -44,8 +47,6 @@ from .service import SERVICE
 
 UPDATE_SECONDS = 0.25
 CANCELLED = "the request was cancelled by an operator"
-SENSITIVE = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})
-REDACTED = "[REDACTED]"
 
 
 class InflightChanged:
@@ -78,21 +79,6 @@ class InflightChanged:
         return f"InflightChanged({self.payload!r})"
 
 
-def canonical(name: str) -> str:
-    """Go's canonical header key: `x-api-key` -> `X-Api-Key`."""
-    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
-
-
-def header_map(headers: Mapping[str, str]) -> dict[str, str]:
-    """The first value of each header under its canonical name, credentials redacted."""
-    out: dict[str, str] = {}
-    for name, value in headers.items():
-        key = canonical(name)
-        if key not in out:
-            out[key] = REDACTED if name.lower() in SENSITIVE else value
-    return out
-
-
 def _rfc3339(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
 
@@ -116,7 +102,7 @@ class Entry:
     resp_bytes: int = 0
     last_emitted: float = field(default_factory=time.monotonic)
     cancel_requested: bool = False
-    scope: anyio.CancelScope | None = None
+    task: asyncio.Task[Any] | None = None  # the handler's, while it may be cancelled
 
     @property
     def req_headers(self) -> dict[str, str]:
@@ -203,8 +189,8 @@ class InflightTracker:
         if entry is None:
             return False
         entry.cancel_requested = True
-        if entry.scope is not None:
-            entry.scope.cancel()
+        if entry.task is not None:
+            entry.task.cancel()
         return True
 
     def snapshot(self) -> dict[str, Any]:
@@ -251,18 +237,32 @@ def tracked(
         tracker.remove(entry)
 
 
-@contextlib.contextmanager
-def cancellable(watcher: object) -> Iterator[anyio.CancelScope]:
-    """The scope an operator's cancel ends (rule 5), for a tracked entry; any other
-    watcher (or none) gets a scope nobody cancels. After the block, `cancelled_caught`
-    says whether the handler must end the response as cancelled."""
-    scope = anyio.CancelScope()
-    if isinstance(watcher, Entry):
-        watcher.scope = scope
-        if watcher.cancel_requested:
-            scope.cancel()
-    with scope:
-        yield scope
+class Cancellable:
+    """`with Cancellable(watcher):` the block an operator's cancel ends (rule 5), for a
+    tracked entry (any other watcher, or none: a block nobody cancels). A cancelled block
+    ends quietly and the code after it runs: the handler must end the response as
+    cancelled. Any other cancellation (the client left, shutdown) goes on as it came."""
+
+    __slots__ = ("_entry",)
+
+    def __init__(self, watcher: object) -> None:
+        self._entry = watcher if isinstance(watcher, Entry) else None
+
+    def __enter__(self) -> None:
+        entry = self._entry
+        if entry is not None:
+            entry.task = task = asyncio.current_task()
+            if entry.cancel_requested and task is not None:
+                task.cancel()  # asked before the block began: it ends at its first await
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
+        entry = self._entry
+        if entry is None:
+            return False
+        task, entry.task = entry.task, None
+        if kind is not asyncio.CancelledError or not entry.cancel_requested or task is None:
+            return False
+        return task.uncancel() == 0  # only the operator's cancel: it ends here
 
 
 async def end_cancelled(request: web.Request, exchange: Exchange) -> web.StreamResponse:

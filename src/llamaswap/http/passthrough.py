@@ -21,7 +21,7 @@ from llamaswap.scheduling import ModelNotLoaded, RoutingError
 
 from . import activity, sockets
 from .errors import error_response, routing_error_response
-from .inflight import cancellable, end_cancelled, tracked
+from .inflight import Cancellable, end_cancelled, tracked
 from .proxy import TAIL_BYTES, Exchange, forward_leased, raised_status, upstream_request_headers
 from .service import service_of
 from .websocket import is_upgrade
@@ -62,7 +62,7 @@ async def forward_untouched(
     started = time.monotonic()
     try:
         with tracked(request, model_id, track_as, exchange) as entry:
-            with cancellable(entry):
+            with Cancellable(entry):
                 async with service.router.lease(model_id, may_load=refusal is None) as lease:
                     timeouts = service.config.models[model_id].timeouts
                     return await forward_leased(

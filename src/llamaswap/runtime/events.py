@@ -120,8 +120,9 @@ class ProfileChanged:
 class RequestCapture:
     """What a request sent and got back, for `/api/captures/<id>` (only with captureBuffer).
 
-    Headers are already redacted; `response_bytes` is how many bytes the client got, so a
-    body cut to the capture limit can be told from a whole one."""
+    Headers are kept as they came (redacted when the capture is shown); `response_bytes`
+    is how many bytes the client got, so a body cut to the capture limit can be told from
+    a whole one."""
 
     request_headers: Mapping[str, str]
     request_body: bytes

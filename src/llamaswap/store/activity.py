@@ -1,11 +1,12 @@
 """The activity store: every metered request, kept in SQLite, written off the request path.
 
 On the request path (the bus listener, synchronous inside the handler that published
-`RequestFinished`) the store only numbers the event and appends it to a list: no parsing,
-no I/O. A writer task takes whatever has accumulated, and in a worker thread turns it
-into rows (token figures, errors, compressed captures) and inserts them in one
-transaction, pruning to the retention limits in the same transaction. Under load the
-batches grow by themselves while the thread works.
+`RequestFinished`) the store only numbers the event, puts its capture in the ring as it
+is, and appends the event to a queue: no parsing, no I/O. With a file, a writer task
+takes whatever has accumulated (every BATCH_SECONDS under load), and in a worker thread
+turns it into rows (token figures, errors) and inserts them in one transaction, pruning
+to the retention limits in the same transaction. Without one, the queue is written only
+when someone reads, so a server nobody watches never parses a response for activity.
 
 Every database call runs in the worker thread under one `CapacityLimiter(1)` and starts
 by writing whatever is pending (a thread-safe deque: the loop appends, the thread pops):
@@ -24,6 +25,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -31,17 +33,19 @@ import anyio.to_thread
 
 from llamaswap.config import Config
 from llamaswap.config.fingerprint import command_fingerprint
-from llamaswap.runtime.events import NeedMeasured, RequestFinished
+from llamaswap.runtime.events import NeedMeasured, RequestCapture, RequestFinished
 
-from .captures import CaptureRing, capture_limit, decode
+from .captures import CaptureRing, capture_limit
 from .database import ActivityDB, Retention, Row, total_pages
 from .needs import Needs
 from .query import ActivityFilter, ActivityQuery
-from .records import capture_of, row_of
+from .records import row_of
 
 log = logging.getLogger("llamaswap.store")
 
 MAX_PENDING = 50_000
+BATCH_SECONDS = 0.25
+QUEUED_BYTES = 4 * 1024 * 1024  # response tails an unread in-memory queue may hold
 MIB = 1024 * 1024
 
 
@@ -63,6 +67,8 @@ class ActivityStore:
         self._measured: deque[NeedMeasured] = deque(maxlen=1000)  # measured capacity
         self._wake = anyio.Event()
         self._stopping = False
+        self._queued_bytes = 0  # tails queued since the last write (an upper bound)
+        self._stop = anyio.Event()
         self._last_id = 0
         self.dropped = 0
         self.failed_batches = 0
@@ -88,31 +94,62 @@ class ActivityStore:
         thread still writes, and `close` would then close the connection under it."""
         while not self._stopping:
             await self._wake.wait()
+            # gather a batch: under load, one trip to the worker thread per BATCH_SECONDS
+            # rather than one per request (reads write what is pending first, so nobody
+            # sees the delay)
+            with anyio.move_on_after(BATCH_SECONDS):
+                await self._stop.wait()
             self._wake = anyio.Event()
             await self.flush()
 
     def stop(self) -> None:
         """Let the writer finish its current batch and return."""
         self._stopping = True
+        self._stop.set()
         self._wake.set()
 
     # -------------------------------------------------------------- the request path
 
     def listen(self, event: object) -> None:
         """The bus listener: number a metered request and queue it (never blocks); a
-        model's measured need is queued too, to be recalled after a restart."""
+        model's measured need is queued too, to be recalled after a restart.
+
+        A capture goes to its ring at once (bounded by bytes there) and the queued event
+        keeps none. Without a file, nothing is written until someone reads: the queue
+        keeps the last `metricsMaxInMemory` requests, which is all the table would keep."""
         if type(event) is not RequestFinished or not event.recorded:
             if type(event) is NeedMeasured:
                 self._measured.append(event)
                 self._wake.set()
             return
+        self._last_id += 1
+        row_id = self._last_id
+        if event.capture is not None:
+            self._keep_capture(row_id, event.path, event.capture)
+            event = replace(event, capture=None)
         pending = self._pending
+        in_memory = 0 if self.path else self._config().metrics_max_in_memory
+        if 0 < in_memory <= MAX_PENDING:
+            while len(pending) >= in_memory:
+                pending.popleft()  # older than the table keeps: never a row
+            pending.append((row_id, event))
+            self._queued_bytes += len(event.tail)
+            if self._queued_bytes > QUEUED_BYTES and not self._wake.is_set():
+                self._wake.set()  # long answers' tails: write them rather than hold them
+            return
         if len(pending) == MAX_PENDING:
             self.dropped += 1  # the deque drops the oldest
-        self._last_id += 1
-        pending.append((self._last_id, event))
+        pending.append((row_id, event))
         if not self._wake.is_set():
             self._wake.set()
+
+    def _keep_capture(self, row_id: int, path: str, capture: RequestCapture) -> None:
+        captures = self.captures
+        capacity = self._config().capture_buffer * MIB
+        if captures.capacity != capacity:
+            captures.resize(capacity)
+        if capacity and not captures.add(row_id, path, capture):
+            log.debug("activity: capture %d is larger than captureBuffer", row_id)
 
     # -------------------------------------------------------------- writing
 
@@ -124,6 +161,7 @@ class ActivityStore:
         """In the worker thread: drain the pending events and write them as one batch."""
         self._write_needs()
         pending = self._pending
+        self._queued_bytes = 0
         batch = []
         while True:
             try:
@@ -133,27 +171,17 @@ class ActivityStore:
         if not batch or self._db is None:
             return
         config = self._config()
-        self.captures.resize(config.capture_buffer * MIB)
         rows: list[Row] = []
-        blobs: list[tuple[int, bytes]] = []
         for row_id, event in batch:
             try:
                 rows.append(row_of(row_id, event))
-                blob = capture_of(row_id, event) if config.capture_buffer > 0 else None
             except Exception:  # one odd response must not cost the batch
                 log.warning("activity: cannot record request %d", row_id, exc_info=True)
-                continue
-            if blob is not None:
-                blobs.append((row_id, blob))
         try:
             self._db.insert(rows, retention_of(config, self.path is not None), time.time())
         except Exception as error:
             self.failed_batches += 1
             log.warning("activity: could not store %d requests: %s", len(rows), error)
-            return
-        for row_id, blob in blobs:
-            if not self.captures.add(row_id, blob):
-                log.debug("activity: capture %d is larger than captureBuffer", row_id)
 
     def _write_needs(self) -> None:
         config = self._config()
@@ -217,8 +245,7 @@ class ActivityStore:
 
     def _capture(self, capture_id: int) -> bytes | None:
         self._write_pending()
-        blob = self.captures.get(capture_id)
-        return None if blob is None else decode(blob)
+        return self.captures.get(capture_id)
 
     def capture_tail_limit(self) -> int:
         return capture_limit(self._config().capture_buffer)

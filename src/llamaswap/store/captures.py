@@ -1,9 +1,15 @@
 """Request/response captures (`captureBuffer`): what a metered request sent and got back.
 
-Kept only in memory, compressed, in a ring bounded by bytes in total (captureBuffer MB,
-as in llama-swap): adding one evicts the oldest until it fits, and one larger than the
-whole ring is not kept. A capture's id is its activity row's id. The JSON is llama-swap's
+Kept only in memory, in a ring bounded by bytes in total (captureBuffer MB, as in
+llama-swap): adding one evicts the oldest until it fits, and one larger than the whole
+ring is not kept. A capture's id is its activity row's id. The JSON is llama-swap's
 `ReqRespCapture`: bodies are base64 strings (Go's encoding of []byte).
+
+A capture is kept as the request left it (bodies as bytes, headers as they came) and
+turned into JSON, with credentials redacted, only when someone asks for it: llama-swap
+compresses every capture as it is taken, which here cost more CPU per request than the
+rest of the proxy's own work. The ring counts the bytes it holds, so it keeps fewer
+captures per MB than a compressed one would.
 
 The response body comes from the proxy's `Exchange.tail`: with captures on it is a
 `CaptureTail`, which ignores the proxy's trimming of the tail until `limit` bytes, so a
@@ -16,12 +22,14 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, SupportsIndex
 
+from multidict import MultiDict
+
 from llamaswap.runtime.events import RequestCapture
+from llamaswap.shown_headers import header_map
 
 MIB = 1024 * 1024
 # Per-request ceiling on the response kept while it streams (the ring may be smaller).
@@ -65,25 +73,58 @@ def capture_limit(capture_buffer_mb: int) -> int:
     return min(capture_buffer_mb * MIB, MAX_CAPTURED_RESPONSE)
 
 
-def encode(capture_id: int, path: str, capture: RequestCapture) -> bytes:
-    """The compressed API form of one capture."""
-    request_body, response_headers, response_body = FIELDS_BY_PATH.get(path, ALL_FIELDS)
+# A kept capture: (path, request header text, request body, response header text,
+# response body, bytes the client got). Only bytes, text and an int: the collector
+# never has to walk thousands of kept header maps.
+Kept = tuple[str, bytes, bytes, bytes, bytes, int]
+
+
+def pack(path: str, capture: RequestCapture) -> Kept:
+    """A capture as it is kept: the headers as `name:value` lines."""
+    return (
+        path,
+        _header_text(capture.request_headers),
+        capture.request_body,
+        _header_text(capture.response_headers),
+        capture.response_body,
+        capture.response_bytes,
+    )
+
+
+def _header_text(headers: Mapping[str, str]) -> bytes:
+    return "\n".join([f"{name}:{value}" for name, value in headers.items()]).encode(
+        "utf-8", "surrogateescape"
+    )
+
+
+def _header_pairs(text: bytes) -> list[tuple[str, str]]:
+    lines = text.decode("utf-8", "surrogateescape").split("\n") if text else []
+    return [(name, value) for name, _, value in (line.partition(":") for line in lines)]
+
+
+def footprint(kept: Kept) -> int:
+    """The bytes a kept capture holds (its texts and bodies, and a little for the rest)."""
+    return len(kept[1]) + len(kept[2]) + len(kept[3]) + len(kept[4]) + 128
+
+
+def render(capture_id: int, kept: Kept) -> bytes:
+    """The API form (JSON) of one capture."""
+    path, request_head, request_body, response_head, response_body, response_bytes = kept
+    with_request_body, with_response_headers, with_response_body = FIELDS_BY_PATH.get(
+        path, ALL_FIELDS
+    )
+    response_headers = header_map(MultiDict(_header_pairs(response_head)))
     document: dict[str, Any] = {
         "id": capture_id,
         "req_path": path,
-        "req_headers": dict(capture.request_headers),
-        "req_body": _b64(capture.request_body) if request_body else None,
-        "resp_headers": _without_encoding(capture.response_headers) if response_headers else None,
-        "resp_body": _b64(capture.response_body) if response_body else None,
-        "resp_bytes": capture.response_bytes,
-        "resp_truncated": response_body and len(capture.response_body) < capture.response_bytes,
+        "req_headers": header_map(MultiDict(_header_pairs(request_head))),
+        "req_body": _b64(request_body) if with_request_body else None,
+        "resp_headers": _without_encoding(response_headers) if with_response_headers else None,
+        "resp_body": _b64(response_body) if with_response_body else None,
+        "resp_bytes": response_bytes,
+        "resp_truncated": with_response_body and len(response_body) < response_bytes,
     }
-    # level 1: a few times faster than the default and most of its gain on JSON text
-    return zlib.compress(json.dumps(document, separators=(",", ":")).encode(), 1)
-
-
-def decode(blob: bytes) -> bytes:
-    return zlib.decompress(blob)
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def _b64(data: bytes) -> str | None:
@@ -95,12 +136,12 @@ def _without_encoding(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 class CaptureRing:
-    """Compressed captures by id, bounded by their total size in bytes (thread-safe)."""
+    """Captures by id, bounded by their total footprint in bytes (thread-safe)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.size = 0
-        self._items: OrderedDict[int, bytes] = OrderedDict()
+        self._items: OrderedDict[int, tuple[Kept, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def resize(self, capacity: int) -> None:
@@ -108,24 +149,28 @@ class CaptureRing:
             self.capacity = capacity
             self._evict(0)
 
-    def add(self, capture_id: int, blob: bytes) -> bool:
-        """Keep `blob`, evicting the oldest as needed; False when it can never fit."""
+    def add(self, capture_id: int, path: str, capture: RequestCapture) -> bool:
+        """Keep a capture, evicting the oldest as needed; False when it can never fit."""
+        kept = pack(path, capture)
+        size = footprint(kept)
         with self._lock:
-            if len(blob) > self.capacity:
+            if size > self.capacity:
                 return False
-            self._evict(len(blob))
-            self._items[capture_id] = blob
-            self.size += len(blob)
+            self._evict(size)
+            self._items[capture_id] = (kept, size)
+            self.size += size
             return True
 
     def _evict(self, room: int) -> None:
         while self._items and self.size + room > self.capacity:
-            _, oldest = self._items.popitem(last=False)
-            self.size -= len(oldest)
+            _, (_, size) = self._items.popitem(last=False)
+            self.size -= size
 
     def get(self, capture_id: int) -> bytes | None:
+        """The capture's JSON, or None when it is not kept."""
         with self._lock:
-            return self._items.get(capture_id)
+            item = self._items.get(capture_id)
+        return None if item is None else render(capture_id, item[0])
 
     def __contains__(self, capture_id: object) -> bool:
         with self._lock:

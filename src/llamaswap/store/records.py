@@ -1,14 +1,13 @@
-"""One finished request -> one activity row (and its capture), in the writer thread.
+"""One finished request -> one activity row, in the writer thread.
 
-All the parsing a row needs (token figures, the error text of a failed request, the
-capture's compression) happens here, off the event loop and off the request path.
+All the parsing a row needs (token figures, the error text of a failed request)
+happens here, off the event loop and off the request path.
 """
 
 from __future__ import annotations
 
 from llamaswap.runtime.events import RequestFinished
 
-from . import captures
 from .database import Row, metadata_json
 from .tokens import error_message, figures_of
 
@@ -39,9 +38,3 @@ def row_of(row_id: int, event: RequestFinished) -> Row:
         event.method,
         event.key_id,
     )
-
-
-def capture_of(row_id: int, event: RequestFinished) -> bytes | None:
-    if event.capture is None:
-        return None
-    return captures.encode(row_id, event.path, event.capture)

@@ -114,6 +114,34 @@ async def test_memory_store_keeps_metrics_max_in_memory_rows() -> None:
     await store.close()
 
 
+async def test_an_unread_memory_store_parses_nothing_and_holds_no_capture_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a file, rows are built when someone reads (a server nobody watches pays
+    for no parsing); the queue holds only what the table would keep, and a capture
+    lives in its ring, not in the queued event as well."""
+    from llamaswap.store import activity
+
+    parsed: list[int] = []
+    row_of = activity.row_of
+
+    def counted(row_id: int, event: RequestFinished) -> Any:
+        parsed.append(row_id)
+        return row_of(row_id, event)
+
+    monkeypatch.setattr(activity, "row_of", counted)
+    store = await opened(Config(metricsMaxInMemory=3, captureBuffer=1))
+    capture = RequestCapture({"A": "b"}, b"question", {}, b"answer", 6)
+    for _ in range(10):
+        store.listen(finished(capture=capture))
+    assert parsed == []
+    assert all(event.capture is None for _, event in store._pending)
+    assert len(store._pending) == 3 and 10 in store.captures
+    assert await ids(store) == [10, 9, 8]
+    assert parsed == [8, 9, 10]  # the seven older ones were never parsed
+    await store.close()
+
+
 async def test_a_file_survives_a_restart_and_ids_go_on(tmp_path: Path) -> None:
     path = str(tmp_path / "activity.sqlite")
     store = await opened(Config(), path)

@@ -25,7 +25,7 @@ from .. import activity, inflight, sockets, stalls
 from ..errors import error_response, routing_error_response
 from ..extract import NO_MODEL, BadRequest, Inbound, NoModel, read_inbound
 from ..filters import rewrite_query, rewritten_body
-from ..inflight import cancellable, end_cancelled, tracked
+from ..inflight import Cancellable, end_cancelled, tracked
 from ..keepalive import requested_keep_alive
 from ..loading import LoadingStream, wants_loading_stream
 from ..naming import LocalTarget, NoSelectorTarget, PeerTarget, UnknownModel, resolve
@@ -197,7 +197,7 @@ async def serve_local(
     started = time.monotonic()
     exchange = Exchange(watcher=watcher, tail=activity.new_tail(request))
     try:
-        with cancellable(watcher):  # an operator's cancel ends the block early
+        with Cancellable(watcher):  # an operator's cancel ends the block early
             if loading is None:
                 return await _lease_and_forward(
                     request,

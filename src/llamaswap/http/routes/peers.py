@@ -20,7 +20,7 @@ from llamaswap.runtime.events import RequestFinished
 from .. import activity, sockets
 from ..extract import Inbound
 from ..filters import rewritten_body
-from ..inflight import cancellable, end_cancelled
+from ..inflight import Cancellable, end_cancelled
 from ..naming import PeerTarget
 from ..proxy import (
     CREDENTIALS,
@@ -66,7 +66,7 @@ async def forward_to_peer(
     exchange = Exchange(watcher=watcher, tail=activity.new_tail(request))
     started = time.monotonic()
     try:
-        with cancellable(watcher):
+        with Cancellable(watcher):
             return await forward(
                 request,
                 service.client,
