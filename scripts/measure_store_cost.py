@@ -57,7 +57,8 @@ async def request_path() -> None:
     bus = EventBus()
     finished = event()
     bare = per_call(lambda: bus.publish(finished))
-    store = ActivityStore(lambda: Config(), None)
+    config = Config()
+    store = ActivityStore(lambda: config, None)
     await store.open()
     bus.add_listener(store.listen)
     pending = store._pending
