@@ -260,7 +260,7 @@ async def test_ttl_unloads_an_idle_model(binary: Path, tiny_models: TinyModels) 
         await watch.until(lambda: watch.states("m1")[-1:] == ["stopped"], within=10)
         idle = time.monotonic() - answered
         assert 0.9 <= idle <= 4.0, f"ttl 1 s, unloaded after {idle:.2f} s"
-        assert watch.states("m1") == ["starting", "ready", "stopping", "stopped"]
+        assert watch.states("m1") == ["launching", "starting", "ready", "stopping", "stopped"]
         await wait_gone([pid], within=1)  # already reaped when "stopped" is announced
         assert served(models) == []
         assert await running(http, server.url) == {}
@@ -269,7 +269,7 @@ async def test_ttl_unloads_an_idle_model(binary: Path, tiny_models: TinyModels) 
         await chat(http, server.url, "m2", "no ttl here")
         with anyio.move_on_after(1.5):
             await watch.until(lambda: "stopping" in watch.states("m2"), within=1.5)
-        assert watch.states("m2") == ["starting", "ready"]
+        assert watch.states("m2") == ["launching", "starting", "ready"]
         assert served(models) == ["m2"]
 
 
@@ -366,11 +366,14 @@ async def test_unload_ends_an_inflight_request(
         assert await running(http, server.url) == {}
 
 
-async def test_unload_kills_a_llama_server_that_ignores_sigterm(
+async def test_unload_of_a_busy_llama_server_returns_once_it_is_gone(
     binary: Path, tiny_models: TinyModels
 ) -> None:
-    """A client llamaswap does not know keeps llama-server busy, so SIGTERM does nothing:
-    llamaswap must SIGKILL it after unloadTimeout, and the unload must wait for that."""
+    """A client llamaswap does not know keeps llama-server busy. llama-server sometimes
+    finishes at SIGTERM and sometimes ignores it while it streams; either way the unload
+    answers only once the process is gone, and a SIGTERM that did nothing is followed by
+    SIGKILL after unloadTimeout. (The escalation itself is tested deterministically with
+    fake upstreams in tests/integration/test_process_actor.py.)"""
     models = tiny_models
     endless = llama_model(models, "m1", "--context-shift", unloadTimeout=UNLOAD_TIMEOUT)
     yaml_text = llamaswap_yaml(binary, [endless])
@@ -391,15 +394,19 @@ async def test_unload_kills_a_llama_server_that_ignores_sigterm(
                 async with http.post(server.url + "/api/models/unload/m1") as response:
                     assert response.status == 200
             took = time.monotonic() - started
+            assert pid not in our_servers(models.directory)  # gone when the unload answers
             with anyio.fail_after(5):
                 _, broke_off = await read_to_end(stream)
-        assert UNLOAD_TIMEOUT - 0.05 <= took <= UNLOAD_TIMEOUT + 2, took
-        assert broke_off  # killed mid-answer: no [DONE]
+        assert broke_off  # ended mid-answer: no [DONE]
         stopped = [
             e for e in watch.events if isinstance(e, ProcessStateChanged) and e.new == "stopped"
         ]
-        assert [e.reason for e in stopped] == [f"exited with code {-signal.SIGKILL}"]
-        assert pid not in our_servers(models.directory)
+        assert len(stopped) == 1, stopped
+        if stopped[0].reason == f"exited with code {-signal.SIGKILL}":
+            assert UNLOAD_TIMEOUT - 0.05 <= took <= UNLOAD_TIMEOUT + 2, took
+        else:  # it heeded SIGTERM
+            assert stopped[0].reason == "exited with code 0", stopped[0].reason
+            assert took < UNLOAD_TIMEOUT, took
         assert served(models) == []
 
 
