@@ -6,7 +6,8 @@ STAMP    := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 E2E_STAMP := $(VENV)/.installed-e2e
 CHROMIUM ?= /usr/bin/chromium
-SOAK_SECONDS ?= 75  # CI keeps the whole run under 10 minutes; `make e2e SOAK_SECONDS=600` soaks longer
+# CI keeps its whole run under 10 minutes; `make e2e SOAK_SECONDS=600` soaks longer.
+SOAK_SECONDS ?= 75
 BENCH_ROUNDS ?= 5
 
 .PHONY: venv run test lint diagrams browser-deps system-deps e2e e2e-build bench bench-proxy clean
