@@ -234,7 +234,12 @@ class ProcessCore:
         self._ignored = {state: self.spec.ignored(state) for state in self.spec.states}
         self._effects: list[Effect] = []
         self._message: Message | None = None
-        self._machine = machine_class(model=self, state_field="_machine_state")
+        # The machine is made on the first event the state does not ignore: a
+        # python-statemachine instance holds ~140 KB of callback tables, and most of a
+        # long model list never starts. Until then the state is the spec's initial one.
+        self._machine_class = machine_class
+        self._machine: StateMachine | None = None
+        self._machine_state = self.spec.initial
 
     @property
     def state(self) -> ProcessState:
@@ -257,8 +262,12 @@ class ProcessCore:
         if isinstance(message, Stop | ShutDown):
             self.grace = message.grace
         self._message = message
+        machine = self._machine
+        if machine is None:
+            del self._machine_state  # the machine starts in the initial state itself
+            machine = self._machine = self._machine_class(model=self, state_field="_machine_state")
         try:
-            self._machine.send(message.event.value)
+            machine.send(message.event.value)
         finally:
             self._message = None
         effects, self._effects = self._effects, []

@@ -132,6 +132,17 @@ def test_starts_stopped_and_shutdown_is_final() -> None:
     assert machine.allowed_events == []
 
 
+def test_the_machine_is_made_on_the_first_event_that_moves_it() -> None:
+    """A configured model that never starts holds no machine (~140 KB each); the first
+    start makes one, starting from the spec's initial state, with the same effects."""
+    core = ProcessCore("m")
+    core.handle(Stop(1.0))  # ignored while stopped
+    assert core._machine is None and core.state is S.STOPPED
+    effects = core.handle(Start())
+    assert core._machine is not None and core.state is S.LAUNCHING
+    assert [type(effect).__name__ for effect in effects] == ["Spawn", "Announce"]
+
+
 def test_an_ignored_command_changes_nothing_and_is_acknowledged() -> None:
     core = ProcessCore("m")
     assert core.handle(Stop(1.0)) == [Acknowledge("m", S.STOPPED, E.STOP, handled=1)]
