@@ -120,7 +120,7 @@ class ProfileChanged:
 class RequestCapture:
     """What a request sent and got back, for `/api/captures/<id>` (only with captureBuffer).
 
-    Headers are kept as they came (redacted when the capture is shown); `response_bytes`
+    Headers are as they came (redacted when the store keeps them); `response_bytes`
     is how many bytes the client got, so a body cut to the capture limit can be told from
     a whole one."""
 

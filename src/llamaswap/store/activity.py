@@ -66,7 +66,6 @@ class ActivityStore:
         self._pending: deque[tuple[int, RequestFinished]] = deque(maxlen=MAX_PENDING)
         self._measured: deque[NeedMeasured] = deque(maxlen=1000)  # measured capacity
         self._wake = anyio.Event()
-        self._stopping = False
         self._queued_bytes = 0  # tails queued since the last write (an upper bound)
         self._stop = anyio.Event()
         self._last_id = 0
@@ -92,7 +91,7 @@ class ActivityStore:
         """The writer: flush whenever events are pending, until `stop`. It is stopped,
         never cancelled: a native cancel would let go of the limiter while the worker
         thread still writes, and `close` would then close the connection under it."""
-        while not self._stopping:
+        while not self._stop.is_set():
             await self._wake.wait()
             # gather a batch: under load, one trip to the worker thread per BATCH_SECONDS
             # rather than one per request (reads write what is pending first, so nobody
@@ -104,7 +103,6 @@ class ActivityStore:
 
     def stop(self) -> None:
         """Let the writer finish its current batch and return."""
-        self._stopping = True
         self._stop.set()
         self._wake.set()
 

@@ -5,8 +5,8 @@ llama-swap): adding one evicts the oldest until it fits, and one larger than the
 ring is not kept. A capture's id is its activity row's id. The JSON is llama-swap's
 `ReqRespCapture`: bodies are base64 strings (Go's encoding of []byte).
 
-A capture is kept as the request left it (bodies as bytes, headers as they came) and
-turned into JSON, with credentials redacted, only when someone asks for it: llama-swap
+A capture is kept as the request left it (bodies as bytes, headers as text with
+credentials redacted) and turned into JSON only when someone asks for it: llama-swap
 compresses every capture as it is taken, which here cost more CPU per request than the
 rest of the proxy's own work. The ring counts the bytes it holds, so it keeps fewer
 captures per MB than a compressed one would.
@@ -29,7 +29,7 @@ from typing import Any, SupportsIndex
 from multidict import MultiDict
 
 from llamaswap.runtime.events import RequestCapture
-from llamaswap.shown_headers import header_map
+from llamaswap.shown_headers import REDACTED, SENSITIVE, header_map
 
 MIB = 1024 * 1024
 # Per-request ceiling on the response kept while it streams (the ring may be smaller).
@@ -80,7 +80,7 @@ Kept = tuple[str, bytes, bytes, bytes, bytes, int]
 
 
 def pack(path: str, capture: RequestCapture) -> Kept:
-    """A capture as it is kept: the headers as `name:value` lines."""
+    """A capture as it is kept: the headers as `name:value` lines, credentials redacted."""
     return (
         path,
         _header_text(capture.request_headers),
@@ -92,9 +92,12 @@ def pack(path: str, capture: RequestCapture) -> Kept:
 
 
 def _header_text(headers: Mapping[str, str]) -> bytes:
-    return "\n".join([f"{name}:{value}" for name, value in headers.items()]).encode(
-        "utf-8", "surrogateescape"
-    )
+    """`name:value` lines, credentials already replaced (no secret sits in the ring)."""
+    lines = [
+        f"{name}:{REDACTED if name.lower() in SENSITIVE else value}"
+        for name, value in headers.items()
+    ]
+    return "\n".join(lines).encode("utf-8", "surrogateescape")
 
 
 def _header_pairs(text: bytes) -> list[tuple[str, str]]:

@@ -76,3 +76,11 @@ def test_binary_routes_keep_less() -> None:
     capture = RequestCapture({}, b"prompt", {}, b"\x89PNG", 4)
     document = json.loads(render(1, pack("/v1/images/generations", capture)))
     assert document["req_body"] and document["resp_body"] is None
+
+
+def test_no_credential_is_kept_in_the_ring() -> None:
+    capture = RequestCapture(
+        {"Authorization": "Bearer sk-secret", "Cookie": "s=sk-secret"}, b"", {}, b"", 0
+    )
+    kept = pack("/v1/chat/completions", capture)
+    assert b"sk-secret" not in b"".join(part for part in kept if isinstance(part, bytes))
