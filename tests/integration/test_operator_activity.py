@@ -190,6 +190,25 @@ async def test_cancel_before_the_answer_is_a_clean_error_response() -> None:
         assert result["body"]["error"]["code"] == "request_cancelled"
 
 
+async def test_cancel_while_the_loading_stream_runs_ends_it_cleanly() -> None:
+    """The loading-state stream runs in a task group beside the wait for the model; an
+    operator's cancel ends both, and the stream closes with an error event and [DONE]."""
+    slow = fake_model("a", "--startup-delay", "30", extra="sendLoadingState: true")
+    async with running_server(config_yaml(slow)) as server, server.client() as http:
+        inflight = InflightIds(server)
+        async with http.post(server.url + CHAT, json=chat("a", stream=True)) as response:
+            assert response.status == 200
+            await response.content.readany()  # the loading text has begun
+            entry = await inflight.first()
+            async with http.post(f"{server.url}/api/inflight/{entry}/cancel") as cancel:
+                assert cancel.status == 200
+            with anyio.fail_after(10):
+                body = await response.read()
+        events = [line for line in body.decode().split("\n\n") if line.startswith("data:")]
+        assert events[-1] == "data: [DONE]"
+        assert json.loads(events[-2][5:])["error"]["code"] == "request_cancelled"
+
+
 UI_PATHS = ("/ui/app.js", "/api/specs", "/api/metrics/activity", "/api/performance")
 
 
