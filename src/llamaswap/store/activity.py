@@ -66,7 +66,7 @@ class ActivityStore:
         self._pending: deque[tuple[int, RequestFinished]] = deque(maxlen=MAX_PENDING)
         self._measured: deque[NeedMeasured] = deque(maxlen=1000)  # measured capacity
         self._wake = anyio.Event()
-        self._queued_bytes = 0  # tails queued since the last write (an upper bound)
+        self._queued_bytes = 0  # tails queued since the last write (approximate)
         self._stop = anyio.Event()
         self._last_id = 0
         self.dropped = 0

@@ -198,34 +198,23 @@ async def serve_local(
     exchange = Exchange(watcher=watcher, tail=activity.new_tail(request))
     try:
         with Cancellable(watcher):  # an operator's cancel ends the block early
-            if loading is None:
-                return await _lease_and_forward(
-                    request,
-                    service,
-                    target.model_id,
-                    model,
-                    path,
-                    body,
-                    headers,
-                    exchange,
-                    None,
-                    keep_alive,
-                )
+            forwarding = _lease_and_forward(
+                request,
+                service,
+                target.model_id,
+                model,
+                path,
+                body,
+                headers,
+                exchange,
+                loading,
+                keep_alive,
+            )
+            if loading is None:  # no task group: most requests need none
+                return await forwarding
             async with anyio.create_task_group() as tg:
                 tg.start_soon(loading.run)
-                response = await _lease_and_forward(
-                    request,
-                    service,
-                    target.model_id,
-                    model,
-                    path,
-                    body,
-                    headers,
-                    exchange,
-                    loading,
-                    keep_alive,
-                )
-            return response
+                return await forwarding
         if exchange.response is None and loading is not None:
             exchange.response, exchange.is_sse = loading.response, True
         return await end_cancelled(request, exchange)
