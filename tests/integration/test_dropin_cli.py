@@ -3,18 +3,16 @@ runs the server as `llamaswap run` does, so systemd units and docker lines keep 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
 from .server import config_yaml, fake_model, free_port_block
-from .test_run_command import models_in, up, wait_for
+from .test_run_command import llamaswap_cli, models_in, up, wait_for
 
 # what the server, the UI and the config pull in; --version must need none of it
 HEAVY_MODULES = (
@@ -23,26 +21,11 @@ HEAVY_MODULES = (
 )  # fmt: skip
 
 
-@contextmanager
 def llamaswap(
     *argv: str, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[str]]:
-    """`llamaswap ARGV` with no sub-command; killed with its process group at the end."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llamaswap", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        start_new_session=True,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
+) -> AbstractContextManager[subprocess.Popen[str]]:
+    """`llamaswap ARGV` with no sub-command (llama-swap's command line)."""
+    return llamaswap_cli(*argv, cwd=cwd, env=env)
 
 
 def stop(process: subprocess.Popen[str]) -> str:

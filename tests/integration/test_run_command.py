@@ -52,12 +52,16 @@ def wait_for(predicate: object, timeout: float = 20.0) -> None:
 
 
 @contextmanager
-def llamaswap(*args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+def llamaswap_cli(
+    *argv: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """`llamaswap ARGV`; killed with its process group at the end."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "llamaswap", "run", *args],
+        [sys.executable, "-m", "llamaswap", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        cwd=cwd,
         env={**os.environ, **(env or {})},
         start_new_session=True,
     )
@@ -67,6 +71,13 @@ def llamaswap(*args: str, env: dict[str, str] | None = None) -> Iterator[subproc
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
+
+
+@contextmanager
+def llamaswap(*args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+    """`llamaswap run ARGS`."""
+    with llamaswap_cli("run", *args, env=env) as process:
+        yield process
 
 
 def models_in(url: str) -> list[str]:
